@@ -1,0 +1,129 @@
+# Zenith C - top-level build.  GNU make.
+#
+#   make            build the runtime library, the examples and the tests into build/
+#   make run        install missing packages, build, run the three-function chain
+#   make test       install missing packages, build with -Werror, run every test
+#                   (unit, end-to-end, and the end-to-end suite under ASan+UBSan and TSan)
+#   make install    PREFIX=/usr/local DESTDIR= : library, header, pkg-config file
+#   make bench      side-by-side benchmark against the seed's Go chain
+#
+# SAN=asan or SAN=tsan builds a sanitizer variant into build-asan/ or build-tsan/.
+
+SHELL := /bin/bash
+CC ?= cc
+PREFIX ?= /usr/local
+DESTDIR ?=
+SAN ?=
+
+ifeq ($(SAN),)
+BUILD ?= build
+SANFLAGS :=
+else ifeq ($(SAN),asan)
+BUILD ?= build-asan
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+else ifeq ($(SAN),tsan)
+BUILD ?= build-tsan
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+else
+$(error SAN must be empty, asan or tsan)
+endif
+
+PKGS := libmicrohttpd jansson libcurl
+DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+DEP_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lmicrohttpd -ljansson -lcurl) -lm
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt)
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
+# Hardening: the same flags the buildpack uses.
+HARDEN := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+ifneq ($(SAN),)
+HARDEN := -fstack-protector-strong -fPIE
+endif
+OPT ?= -O2 -g
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(HARDEN) $(SANFLAGS) -pthread \
+	-Iruntime/include $(DEP_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL := -pie -Wl,-z,relro,-z,now $(SANFLAGS) -pthread $(LDFLAGS)
+
+RUNTIME_SRC := $(wildcard runtime/src/*.c)
+RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
+LIB := $(BUILD)/lib/libzenithc.a
+
+EXAMPLES := audit-logger balance-manager transaction-processor
+EXAMPLE_BINS := $(EXAMPLES:%=$(BUILD)/bin/%)
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all lib examples tests run test test-unit test-e2e test-asan test-tsan \
+	install uninstall clean deps format format-check bench
+
+all: lib examples tests
+
+lib: $(LIB)
+examples: $(EXAMPLE_BINS)
+tests: $(UNIT_BINS)
+
+$(BUILD)/obj/%.o: %.c $(wildcard runtime/include/*.h runtime/src/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(LIB): $(RUNTIME_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+# Each example is its handler file(s) linked with the runtime; main() comes
+# from the library's main.o.
+$(BUILD)/bin/%: examples/%/*.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $(filter %.c,$^) $(LDFLAGS_ALL) $(LIB) $(DEP_LIBS)
+
+# Unit tests: tests/unit/test_<x>.c; example handler tests link the
+# example's handler file too (tests/unit/test_example_<name>.c).
+$(BUILD)/tests/test_example_%: tests/unit/test_example_%.c examples/%/*.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $(filter %.c,$^) $(LDFLAGS_ALL) $(LIB) $(DEP_LIBS) $(CHECK_LIBS)
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests/unit -Iruntime/src -o $@ $< $(LDFLAGS_ALL) $(LIB) $(DEP_LIBS) $(CHECK_LIBS)
+
+deps:
+	@scripts/install-deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/run-chain.sh
+
+test: deps
+	@scripts/test.sh
+
+test-unit: all
+	@scripts/run-unit.sh $(BUILD)
+
+test-e2e: all
+	@python3 tests/e2e/run.py --build $(BUILD)
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libzenithc.a
+	install -m 644 runtime/include/zenith.h $(DESTDIR)$(PREFIX)/include/zenith.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(shell sed -n 's/^#define ZC_VERSION "\(.*\)"/\1/p' runtime/include/zenith.h)|g' \
+		runtime/zenith-c.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/zenith-c.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/lib/libzenithc.a $(DESTDIR)$(PREFIX)/include/zenith.h \
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig/zenith-c.pc
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bench/bench.sh
+
+format:
+	clang-format -i runtime/include/*.h runtime/src/*.[ch] examples/*/*.c tests/unit/*.[ch]
+
+format-check:
+	clang-format --dry-run -Werror runtime/include/*.h runtime/src/*.[ch] examples/*/*.c tests/unit/*.[ch]
+
+clean:
+	rm -rf build build-asan build-tsan

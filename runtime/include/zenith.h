@@ -1,0 +1,272 @@
+/*
+ * zenith.h - the whole public API of Zenith C, the C function runtime for
+ * Zenith and Knative functions.  Read docs/api.md for the execution model.
+ *
+ * Prefix: every public symbol starts with zc_ (ZC_ for macros).
+ *
+ * Ownership, stated once:
+ *   - zc_app, zc_req, zc_res and zc_call are opaque.  The runtime owns the
+ *     zc_req and zc_res handed to a handler; they live until the handler
+ *     returns.  Never keep a pointer to them (or to strings they return)
+ *     after the handler returns.
+ *   - json_t values: functions named *_json_take (and zc_res_json) STEAL the
+ *     reference you pass; everything that returns a json_t * without "new"
+ *     in its name returns a BORROWED reference, valid as long as its owner.
+ *   - zc_call_new() returns a call the caller frees with zc_call_free().
+ *   - zc_test_request() returns a response the caller frees with
+ *     zc_res_free().
+ *
+ * Thread safety: handlers run concurrently on several threads.  zc_req,
+ * zc_res and zc_call are used by one thread at a time.  zc_log*, zc_service_url
+ * and zc_money_* are safe from any thread.  zc_route*, zc_on_* are called
+ * only from zc_function_setup(), before the server starts.
+ */
+#ifndef ZENITH_H
+#define ZENITH_H
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ZC_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------------
+ * Errors: every failure is one of these values; nothing aborts.
+ * ------------------------------------------------------------------- */
+typedef enum zc_err {
+	ZC_OK = 0,
+	ZC_ERR_NOMEM,        /* out of memory */
+	ZC_ERR_INVALID,      /* bad argument, bad configuration */
+	ZC_ERR_DNS,          /* outbound: target name did not resolve */
+	ZC_ERR_REFUSED,      /* outbound: connection refused / unreachable */
+	ZC_ERR_TIMEOUT,      /* outbound: connect or total deadline passed */
+	ZC_ERR_TRANSPORT,    /* outbound: connection reset, truncated reply */
+	ZC_ERR_HTTP,         /* outbound: a reply with status >= 400 */
+	ZC_ERR_BAD_REPLY,    /* outbound: reply is not the JSON we asked for */
+	ZC_ERR_TOO_LARGE,    /* a body over its limit */
+	ZC_ERR_BREAKER_OPEN, /* outbound: circuit breaker is open (issue 3) */
+	ZC_ERR_BULKHEAD_FULL,/* outbound: too many concurrent calls (issue 3) */
+	ZC_ERR_QUEUE_FULL,   /* outbound async queue full (issue 3) */
+	ZC_ERR_DEADLINE      /* the inbound request's deadline has passed */
+} zc_err;
+
+/* A static, human-readable description of err.  Never NULL. */
+const char *zc_strerror(zc_err err);
+
+/* ---------------------------------------------------------------------
+ * Application and routing
+ * ------------------------------------------------------------------- */
+typedef struct zc_app zc_app;
+typedef struct zc_req zc_req;
+typedef struct zc_res zc_res;
+
+/*
+ * A handler fills in res.  Return 0 when res holds the answer (any status,
+ * including errors you chose).  Return non-zero when the handler itself
+ * failed: the client gets a generic 500 JSON body and the detail you logged
+ * stays in the log.  A handler that sets nothing answers 204.
+ */
+typedef int (*zc_handler)(zc_req *req, zc_res *res, void *arg);
+
+/*
+ * The function's entry point, written by the function author.  It registers
+ * routes and hooks; it runs once, before the port opens.  Return 0, or
+ * non-zero to stop start-up (the runtime exits 1).
+ * The library supplies main() (calling zc_main) unless you write your own.
+ */
+int zc_function_setup(zc_app *app);
+
+/* Run a function: read the environment, call setup, serve until SIGTERM or
+ * SIGINT, drain, run the shutdown hook.  Returns the process exit code. */
+int zc_main(int argc, char **argv, int (*setup)(zc_app *app));
+
+/*
+ * Register handler for method + pattern.  method is an upper-case HTTP
+ * method ("GET", "POST", ...).  pattern is an exact path ("/log") or has
+ * parameters in braces ("/accounts/{id}"); a literal segment beats a
+ * parameter.  GET routes also answer HEAD.  Returns ZC_ERR_INVALID for a
+ * malformed pattern or a duplicate method + pattern.
+ */
+zc_err zc_route(zc_app *app, const char *method, const char *pattern,
+		zc_handler handler, void *arg);
+
+/* Hooks.  init runs after setup, before the port opens (non-zero: the
+ * process logs it and exits 1).  shutdown runs once after draining. */
+void zc_on_init(zc_app *app, int (*init)(void *arg), void *arg);
+void zc_on_shutdown(zc_app *app, void (*shutdown)(void *arg), void *arg);
+
+/* The function's name: K_SERVICE, else the executable's base name. */
+const char *zc_app_name(const zc_app *app);
+
+/* ---------------------------------------------------------------------
+ * Requests (borrowed, valid until the handler returns)
+ * ------------------------------------------------------------------- */
+const char *zc_req_method(const zc_req *req);
+const char *zc_req_path(const zc_req *req);
+/* Path parameter by name ("id" for "/accounts/{id}"), or NULL. */
+const char *zc_req_param(const zc_req *req, const char *name);
+/* First query-string value for key, or NULL. */
+const char *zc_req_query(const zc_req *req, const char *key);
+/* Request header, name compared case-insensitively, or NULL. */
+const char *zc_req_header(const zc_req *req, const char *name);
+/* Raw body (not NUL-terminated in general; len may be 0). */
+const char *zc_req_body(const zc_req *req, size_t *len);
+/*
+ * The body parsed as JSON (borrowed; parsed once, cached).  When the body is
+ * not JSON, sets a 400 with a JSON error on res and returns NULL: the
+ * handler then just returns 0.
+ */
+json_t *zc_req_json(zc_req *req, zc_res *res);
+/* Milliseconds left before this request's handler deadline (>= 0). */
+long zc_req_remaining_ms(const zc_req *req);
+
+/* ---------------------------------------------------------------------
+ * JSON field helpers: on a missing or ill-typed field they set a 400 with
+ * a JSON error naming the field on res and return -1; 0 on success.
+ * ------------------------------------------------------------------- */
+int zc_json_string(const json_t *obj, const char *field, const char **out,
+		   zc_res *res);
+/* Any JSON value (not absent). */
+int zc_json_value(const json_t *obj, const char *field, json_t **out,
+		  zc_res *res);
+/* A money amount: a JSON number with at most two decimals, |x| within
+ * ZC_MONEY_MAX minor units, converted exactly to minor units (cents). */
+int zc_json_money(const json_t *obj, const char *field, int64_t *cents,
+		  zc_res *res);
+
+/* Compact JSON text of value, as the runtime writes it on the wire (Go's
+ * encoding/json form: 0.3 stays 0.3).  NEW string: free() it.  NULL on
+ * ENOMEM. */
+char *zc_json_dumps(const json_t *value);
+
+/* Now as RFC 3339 in UTC with nanoseconds, Go's time.Time JSON form
+ * ("2026-11-27T20:22:43.123456789Z").  buf needs 40 bytes; returns buf. */
+char *zc_timestamp(char *buf, size_t size);
+
+/* ---------------------------------------------------------------------
+ * Money: exact integer minor units (cents).
+ * ------------------------------------------------------------------- */
+#define ZC_MONEY_MAX INT64_C(999999999999999) /* 9,999,999,999,999.99 */
+
+/* JSON number -> cents.  ZC_ERR_INVALID: not a number, more than two
+ * decimals, or beyond ZC_MONEY_MAX. */
+zc_err zc_money_from_json(const json_t *value, int64_t *cents);
+/* cents -> a NEW JSON number that prints the way a person writes it
+ * (30 -> 0.3, 10050 -> 100.5, 10000 -> 100).  NULL on ENOMEM/range. */
+json_t *zc_money_json_new(int64_t cents);
+/* cents -> "100.5" into buf (needs 24 bytes).  Returns buf. */
+char *zc_money_format(int64_t cents, char *buf, size_t size);
+
+/* ---------------------------------------------------------------------
+ * Responses (the runtime owns res)
+ * ------------------------------------------------------------------- */
+void zc_res_status(zc_res *res, int status);
+/* Add a header; copies name and value.  ZC_ERR_INVALID for CR/LF. */
+zc_err zc_res_header(zc_res *res, const char *name, const char *value);
+/* Compact JSON body, Content-Type application/json.  STEALS body. */
+zc_err zc_res_json(zc_res *res, int status, json_t *body);
+/* json_pack-style: zc_res_jsonf(res, 200, "{s:s}", "status", "ok"). */
+zc_err zc_res_jsonf(zc_res *res, int status, const char *fmt, ...);
+/* Plain text body, Content-Type text/plain; charset=utf-8.  Copies. */
+zc_err zc_res_text(zc_res *res, int status, const char *text);
+/* {"error":"<printf message>"} with status. */
+zc_err zc_res_error(zc_res *res, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Reading a response back (tests and middleware). */
+int zc_res_get_status(const zc_res *res);
+const char *zc_res_get_body(const zc_res *res, size_t *len);
+const char *zc_res_get_header(const zc_res *res, const char *name);
+void zc_res_free(zc_res *res); /* only for responses you own */
+
+/* ---------------------------------------------------------------------
+ * Outbound calls to other functions
+ * ------------------------------------------------------------------- */
+typedef struct zc_call zc_call;
+
+/*
+ * Resolve a function name to its base URL (no trailing slash) into buf:
+ *   1. env <NAME>_URL (name upper-cased, '-' -> '_'), e.g. BALANCE_MANAGER_URL
+ *   2. http://<name>.<POD_NAMESPACE or "default">.svc.cluster.local
+ * ZC_ERR_INVALID for an empty or malformed name, ZC_ERR_TOO_LARGE if buf is
+ * too small.
+ */
+zc_err zc_service_url(const char *service, char *buf, size_t size);
+
+/*
+ * A call to service's path.  inbound is the request being served (or NULL):
+ * the call's deadline is the smaller of its own timeout and what is left of
+ * inbound's.  method is "GET", "POST", ...; path starts with '/'.
+ * NULL only when out of memory.
+ */
+zc_call *zc_call_new(zc_req *inbound, const char *service, const char *method,
+		     const char *path);
+/* Body to send as application/json; borrowed (serialised at once). */
+zc_err zc_call_json(zc_call *call, const json_t *body);
+/* Body built json_pack-style: zc_call_jsonf(c, "{s:s}", "k", "v").
+ * As with json_pack, "o" arguments are stolen. */
+zc_err zc_call_jsonf(zc_call *call, const char *fmt, ...);
+zc_err zc_call_header(zc_call *call, const char *name, const char *value);
+void zc_call_timeout_ms(zc_call *call, long total_ms);
+void zc_call_connect_timeout_ms(zc_call *call, long connect_ms);
+/*
+ * Perform the call (blocking, on the calling thread; connections are reused
+ * per thread).  ZC_OK for a 1xx-3xx reply; ZC_ERR_HTTP for >= 400 (status
+ * and body are still available); ZC_ERR_BAD_REPLY when the reply is not JSON
+ * but zc_call_reply_json() is asked; otherwise a transport error.
+ */
+zc_err zc_call_perform(zc_call *call);
+int zc_call_status(const zc_call *call);          /* 0 if no reply */
+const char *zc_call_reply(const zc_call *call, size_t *len);
+/* Reply parsed as JSON (borrowed, owned by call), or NULL. */
+json_t *zc_call_reply_json(zc_call *call);
+/* The URL actually called (for logs). */
+const char *zc_call_url(const zc_call *call);
+void zc_call_free(zc_call *call);
+
+/* The status a handler should answer when a downstream call failed with
+ * err: 504 for timeouts, 503 for breaker/bulkhead, 502 otherwise. */
+int zc_err_http_status(zc_err err);
+
+/* ---------------------------------------------------------------------
+ * Logging: one line per message to stderr; LOG_LEVEL=debug|info|warn|error
+ * ------------------------------------------------------------------- */
+typedef enum zc_level {
+	ZC_LOG_DEBUG = 0,
+	ZC_LOG_INFO,
+	ZC_LOG_WARN,
+	ZC_LOG_ERROR
+} zc_level;
+
+void zc_log(zc_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void zc_vlog(zc_level level, const char *fmt, va_list ap);
+#define zc_debug(...) zc_log(ZC_LOG_DEBUG, __VA_ARGS__)
+#define zc_info(...) zc_log(ZC_LOG_INFO, __VA_ARGS__)
+#define zc_warn(...) zc_log(ZC_LOG_WARN, __VA_ARGS__)
+#define zc_error(...) zc_log(ZC_LOG_ERROR, __VA_ARGS__)
+
+/* ---------------------------------------------------------------------
+ * In-process testing: run the app's routing and a handler on a built
+ * request, no socket.  Same dispatch as the server (404, 405, 413, ...).
+ * ------------------------------------------------------------------- */
+/* An app with setup applied (and the init hook run); NULL on failure. */
+zc_app *zc_test_app(int (*setup)(zc_app *app));
+void zc_app_free(zc_app *app); /* runs the shutdown hook if init ran */
+/*
+ * target is a path with an optional query ("/a?b=c").  headers is NULL or a
+ * NULL-terminated array of "Name: value" strings.  body may be NULL.
+ * Returns a response the caller frees with zc_res_free(); NULL on ENOMEM.
+ */
+zc_res *zc_test_request(zc_app *app, const char *method, const char *target,
+			const char *const *headers, const char *body);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ZENITH_H */

@@ -1,0 +1,236 @@
+/*
+ * app.c - the function's life: configuration, setup, init hook, serving,
+ * and the SIGTERM drain that Knative's scale-down depends on.
+ *
+ * Signals: SIGTERM/SIGINT are blocked in every thread and taken by the main
+ * thread with sigwait, so shutdown runs as ordinary code (no async-signal
+ * restrictions) and works when the process is PID 1, where the kernel
+ * ignores signals that have no handler.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+zc_app *
+zc__app_new(void)
+{
+	zc_app *app = calloc(1, sizeof(*app));
+
+	if (app == NULL)
+		return NULL;
+	atomic_init(&app->state, ZC_STARTING);
+	atomic_init(&app->inflight, 0);
+	snprintf(app->name, sizeof(app->name), "function");
+	return app;
+}
+
+const char *
+zc_app_name(const zc_app *app)
+{
+	return app->name;
+}
+
+void
+zc_on_init(zc_app *app, int (*init)(void *arg), void *arg)
+{
+	app->init = init;
+	app->init_arg = arg;
+}
+
+void
+zc_on_shutdown(zc_app *app, void (*shutdown)(void *arg), void *arg)
+{
+	app->shutdown = shutdown;
+	app->shutdown_arg = arg;
+}
+
+void
+zc_app_free(zc_app *app)
+{
+	if (app == NULL)
+		return;
+	if (app->init_ran && app->shutdown != NULL)
+		app->shutdown(app->shutdown_arg);
+	zc__router_free(app);
+	free(app);
+}
+
+static void
+set_name(zc_app *app, const char *argv0)
+{
+	const char *svc = getenv("K_SERVICE");
+	char tmp[256];
+
+	if (svc != NULL && *svc != '\0') {
+		snprintf(app->name, sizeof(app->name), "%s", svc);
+	} else if (argv0 != NULL && *argv0 != '\0') {
+		snprintf(tmp, sizeof(tmp), "%s", argv0);
+		snprintf(app->name, sizeof(app->name), "%s", basename(tmp));
+	}
+}
+
+/* A user route on a health path would be silently shadowed: refuse. */
+static int
+check_health_paths(const zc_app *app)
+{
+	size_t k;
+
+	for (k = 0; k < app->nroutes; k++) {
+		const char *p = app->routes[k].pattern;
+		if (strcmp(p, app->cfg.readiness_path) == 0 ||
+		    strcmp(p, app->cfg.liveness_path) == 0) {
+			zc_error("route \"%s %s\" collides with a health "
+				 "endpoint; move it or set "
+				 "ZC_READINESS_PATH/ZC_LIVENESS_PATH",
+				 app->routes[k].method, p);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+run_setup(zc_app *app, int (*setup)(zc_app *))
+{
+	if (setup == NULL || setup(app) != 0) {
+		zc_error("function setup failed");
+		return -1;
+	}
+	if (check_health_paths(app) != 0)
+		return -1;
+	if (app->init != NULL && app->init(app->init_arg) != 0) {
+		zc_error("init hook failed");
+		return -1;
+	}
+	app->init_ran = true;
+	return 0;
+}
+
+zc_app *
+zc_test_app(int (*setup)(zc_app *app))
+{
+	char err[256];
+	zc_app *app = zc__app_new();
+
+	if (app == NULL)
+		return NULL;
+	if (zc__config_load(&app->cfg, err, sizeof(err)) != 0) {
+		zc_error("%s", err);
+		free(app);
+		return NULL;
+	}
+	if (run_setup(app, setup) != 0) {
+		zc_app_free(app);
+		return NULL;
+	}
+	atomic_store(&app->state, ZC_READY);
+	return app;
+}
+
+/* Wait for in-flight requests to finish, up to the drain deadline. */
+static long
+drain(zc_app *app)
+{
+	long long deadline =
+		zc__now_ns() + app->cfg.drain_timeout_ms * 1000000LL;
+	struct timespec tick = {0, 5 * 1000000L};
+	long n;
+
+	while ((n = atomic_load(&app->inflight)) > 0 &&
+	       zc__now_ns() < deadline)
+		nanosleep(&tick, NULL);
+	return n;
+}
+
+int
+zc_main(int argc, char **argv, int (*setup)(zc_app *app))
+{
+	char err[256];
+	struct zc_server *srv;
+	sigset_t set;
+	zc_app *app;
+	long left;
+	int sig;
+
+	(void)argc;
+	app = zc__app_new();
+	if (app == NULL) {
+		fprintf(stderr, "zenith: out of memory\n");
+		return 1;
+	}
+	set_name(app, argv != NULL ? argv[0] : NULL);
+	zc__log_init(app->name);
+	if (zc__config_load(&app->cfg, err, sizeof(err)) != 0) {
+		zc_error("configuration: %s", err);
+		free(app);
+		return 2;
+	}
+	/*
+	 * Before any thread exists: block the shutdown signals (every thread
+	 * inherits the mask) and ignore SIGPIPE, which a peer closing a
+	 * socket would otherwise turn into process death.
+	 */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (zc__client_global_init() != 0) {
+		zc_error("cannot initialise libcurl");
+		free(app);
+		return 1;
+	}
+	zc__client_set_defaults(app->cfg.client_timeout_ms,
+				app->cfg.client_connect_timeout_ms,
+				app->cfg.client_max_reply);
+	if (run_setup(app, setup) != 0) {
+		zc_app_free(app);
+		return 1;
+	}
+	srv = zc__server_start(app, err, sizeof(err));
+	if (srv == NULL) {
+		zc_error("%s", err);
+		zc_app_free(app);
+		return 1;
+	}
+	atomic_store(&app->state, ZC_READY);
+	zc_info("listening on port %d (%d threads, %zu routes)", app->cfg.port,
+		app->cfg.threads, app->nroutes);
+
+	do {
+		sig = 0;
+		if (sigwait(&set, &sig) != 0)
+			sig = 0;
+	} while (sig != SIGTERM && sig != SIGINT);
+
+	atomic_store(&app->state, ZC_DRAINING);
+	zc_info("%s: draining (%ld in flight, up to %ld ms)", strsignal(sig),
+		(long)atomic_load(&app->inflight), app->cfg.drain_timeout_ms);
+	zc__server_quiesce(srv);
+	left = drain(app);
+	if (left == 0) {
+		zc__server_stop(srv);
+	} else {
+		/*
+		 * MHD_stop_daemon would join threads still inside handlers
+		 * and could hang past the grace period; exit without it.
+		 */
+		zc_warn("drain deadline reached with %ld request(s) in "
+			"flight; exiting",
+			left);
+	}
+	if (app->shutdown != NULL)
+		app->shutdown(app->shutdown_arg);
+	app->init_ran = false; /* the shutdown hook has run */
+	zc_info("stopped");
+	if (left == 0)
+		zc_app_free(app);
+	return 0;
+}

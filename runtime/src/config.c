@@ -1,0 +1,187 @@
+/*
+ * config.c - every environment variable the runtime reads, with its default,
+ * validated once at start-up.  A bad value stops the process with a message
+ * that names the variable (Knative marks the revision failed; locally the
+ * developer sees why).  docs/operations.md lists the same table.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Parse env name as an integer in [min, max]; unset or empty keeps *out. */
+static int
+env_long(const char *name, long min, long max, long *out, char *err,
+	 size_t errsize)
+{
+	const char *s = getenv(name);
+	char *end;
+	long v;
+
+	if (s == NULL || *s == '\0')
+		return 0;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
+		snprintf(err, errsize,
+			 "invalid %s=\"%.64s\": expected an integer from %ld "
+			 "to %ld",
+			 name, s, min, max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+env_path(const char *name, const char **out, char *err, size_t errsize)
+{
+	const char *s = getenv(name);
+
+	if (s == NULL || *s == '\0')
+		return 0;
+	if (s[0] != '/' || strpbrk(s, "?# \t\r\n") != NULL) {
+		snprintf(err, errsize,
+			 "invalid %s=\"%.64s\": expected an absolute path", name,
+			 s);
+		return -1;
+	}
+	*out = s;
+	return 0;
+}
+
+/* Read a small file into buf; 0 on success. */
+static int
+read_small(const char *path, char *buf, size_t size)
+{
+	FILE *f = fopen(path, "re");
+	size_t n;
+
+	if (f == NULL)
+		return -1;
+	n = fread(buf, 1, size - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return 0;
+}
+
+/*
+ * The CPU budget the scheduler will actually give us: a container's cgroup
+ * quota (v2 cpu.max, then v1 cfs) is what Knative's CPU limit sets, and it is
+ * often far below the node's core count.
+ */
+int
+zc__cpu_count(void)
+{
+	char buf[128];
+	long quota = -1, period = 0;
+	int cpus = 1;
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		cpus = CPU_COUNT(&set);
+	if (read_small("/sys/fs/cgroup/cpu.max", buf, sizeof(buf)) == 0) {
+		if (strncmp(buf, "max", 3) != 0)
+			sscanf(buf, "%ld %ld", &quota, &period);
+	} else if (read_small("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", buf,
+			      sizeof(buf)) == 0) {
+		quota = strtol(buf, NULL, 10);
+		if (read_small("/sys/fs/cgroup/cpu/cpu.cfs_period_us", buf,
+			       sizeof(buf)) == 0)
+			period = strtol(buf, NULL, 10);
+	}
+	if (quota > 0 && period > 0) {
+		long q = (quota + period - 1) / period;
+		if (q < cpus)
+			cpus = (int)q;
+	}
+	return cpus < 1 ? 1 : cpus;
+}
+
+int
+zc__config_load(zc_config *cfg, char *err, size_t errsize)
+{
+	long v;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->port = 8080;
+	/*
+	 * Handlers block on outbound calls, so the pool is larger than the
+	 * CPU count: while one thread waits for a downstream, others run.
+	 */
+	cfg->threads = 4 * zc__cpu_count();
+	cfg->max_body = 1024 * 1024;
+	cfg->max_header = 32 * 1024;
+	cfg->idle_timeout_s = 15;
+	cfg->body_timeout_ms = 10000;
+	cfg->handler_timeout_ms = 30000;
+	cfg->drain_timeout_ms = 20000;
+	cfg->max_connections = 0; /* libmicrohttpd's default */
+	cfg->readiness_path = "/health/readiness";
+	cfg->liveness_path = "/health/liveness";
+	cfg->client_timeout_ms = 5000;
+	cfg->client_connect_timeout_ms = 2000;
+	cfg->client_max_reply = 8 * 1024 * 1024;
+
+	v = cfg->port;
+	if (env_long("PORT", 1, 65535, &v, err, errsize))
+		return -1;
+	cfg->port = (int)v;
+	v = cfg->threads;
+	if (env_long("ZC_THREADS", 1, 1024, &v, err, errsize))
+		return -1;
+	cfg->threads = (int)v;
+	v = (long)cfg->max_body;
+	if (env_long("ZC_MAX_BODY_BYTES", 0, 1L << 30, &v, err, errsize))
+		return -1;
+	cfg->max_body = (size_t)v;
+	v = (long)cfg->max_header;
+	if (env_long("ZC_MAX_HEADER_BYTES", 4096, 1L << 20, &v, err, errsize))
+		return -1;
+	cfg->max_header = (size_t)v;
+	v = cfg->idle_timeout_s;
+	if (env_long("ZC_IDLE_TIMEOUT_S", 1, 3600, &v, err, errsize))
+		return -1;
+	cfg->idle_timeout_s = (unsigned)v;
+	if (env_long("ZC_BODY_TIMEOUT_MS", 1, 3600000, &cfg->body_timeout_ms,
+		     err, errsize))
+		return -1;
+	if (env_long("ZC_HANDLER_TIMEOUT_MS", 1, 3600000,
+		     &cfg->handler_timeout_ms, err, errsize))
+		return -1;
+	if (env_long("ZC_DRAIN_TIMEOUT_MS", 0, 3600000, &cfg->drain_timeout_ms,
+		     err, errsize))
+		return -1;
+	v = cfg->max_connections;
+	if (env_long("ZC_MAX_CONNECTIONS", 0, 1000000, &v, err, errsize))
+		return -1;
+	cfg->max_connections = (unsigned)v;
+	if (env_path("ZC_READINESS_PATH", &cfg->readiness_path, err, errsize))
+		return -1;
+	if (env_path("ZC_LIVENESS_PATH", &cfg->liveness_path, err, errsize))
+		return -1;
+	if (env_long("ZC_CLIENT_TIMEOUT_MS", 1, 3600000,
+		     &cfg->client_timeout_ms, err, errsize))
+		return -1;
+	if (env_long("ZC_CLIENT_CONNECT_TIMEOUT_MS", 1, 3600000,
+		     &cfg->client_connect_timeout_ms, err, errsize))
+		return -1;
+	v = (long)cfg->client_max_reply;
+	if (env_long("ZC_CLIENT_MAX_REPLY_BYTES", 1024, 1L << 30, &v, err,
+		     errsize))
+		return -1;
+	cfg->client_max_reply = (size_t)v;
+	if (strcmp(cfg->readiness_path, cfg->liveness_path) == 0) {
+		snprintf(err, errsize,
+			 "ZC_READINESS_PATH and ZC_LIVENESS_PATH are both "
+			 "\"%s\"",
+			 cfg->readiness_path);
+		return -1;
+	}
+	return 0;
+}

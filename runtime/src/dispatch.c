@@ -1,0 +1,140 @@
+/*
+ * dispatch.c - from a complete request to a response: health endpoints,
+ * limits, routing (404/405/OPTIONS), the handler, and what a failed or late
+ * handler turns into.  The server and zc_test_request both come through
+ * here, so a handler test sees exactly what a client would.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void
+health(zc_app *app, zc_req *req, zc_res *res, bool readiness)
+{
+	int state = atomic_load(&app->state);
+
+	(void)req;
+	if (!readiness) {
+		zc_res_jsonf(res, 200, "{s:s}", "status", "alive");
+		return;
+	}
+	if (state == ZC_READY)
+		zc_res_jsonf(res, 200, "{s:s}", "status", "ready");
+	else
+		zc_res_jsonf(res, 503, "{s:s}", "status",
+			     state == ZC_DRAINING ? "draining" : "starting");
+}
+
+static bool
+is_get_or_head(const char *m)
+{
+	return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+}
+
+void
+zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
+{
+	char *segs[ZC_MAX_SEGS];
+	char allow[128];
+	const struct zc_route *route;
+	bool known;
+	int nsegs, i, rc;
+	size_t plen;
+
+	if (is_get_or_head(req->method)) {
+		if (strcmp(req->path, app->cfg.readiness_path) == 0) {
+			health(app, req, res, true);
+			return;
+		}
+		if (strcmp(req->path, app->cfg.liveness_path) == 0) {
+			health(app, req, res, false);
+			return;
+		}
+	}
+	if (req->too_large) {
+		zc_res_error(res, 413,
+			     "request body exceeds the limit of %zu bytes",
+			     app->cfg.max_body);
+		return;
+	}
+	if (req->body_timeout) {
+		zc_res_error(res, 408, "request body not received within %ld ms",
+			     app->cfg.body_timeout_ms);
+		return;
+	}
+	if (req->path[0] != '/') {
+		/* "OPTIONS *" and absolute-form targets */
+		if (strcmp(req->method, "OPTIONS") == 0 &&
+		    strcmp(req->path, "*") == 0) {
+			zc_res_status(res, 204);
+			return;
+		}
+		zc_res_error(res, 400, "request target must be an absolute path");
+		return;
+	}
+	plen = strlen(req->path);
+	free(req->path_copy);
+	req->path_copy = malloc(plen);
+	if (req->path_copy == NULL) {
+		zc_res_error(res, 503, "out of memory");
+		return;
+	}
+	memcpy(req->path_copy, req->path + 1, plen); /* includes the NUL */
+	nsegs = zc__split_path(req->path_copy, segs);
+	route = nsegs < 0 ? NULL
+			  : zc__router_match(app, req->method, segs, nsegs,
+					     &known, allow, sizeof(allow));
+	if (nsegs < 0)
+		known = false;
+	if (route == NULL) {
+		if (!known) {
+			zc_res_error(res, 404, "no route for %s %s",
+				     req->method, req->path);
+		} else if (strcmp(req->method, "OPTIONS") == 0) {
+			zc_res_status(res, 204);
+			zc_res_header(res, "Allow", allow);
+		} else {
+			zc_res_error(res, 405,
+				     "method %s not allowed for %s; allowed: %s",
+				     req->method, req->path, allow);
+			zc_res_header(res, "Allow", allow);
+		}
+		return;
+	}
+	req->route = route->pattern;
+	req->nparams = 0;
+	for (i = 0; i < route->nsegs; i++) {
+		if (route->is_param[i]) {
+			req->param_names[req->nparams] = route->segs[i];
+			req->param_values[req->nparams] = segs[i];
+			req->nparams++;
+		}
+	}
+	rc = route->handler(req, res, route->arg);
+	if (rc != 0) {
+		/* The handler logged the detail; the client gets no internals. */
+		zc_error("handler for %s %s failed (returned %d)", req->method,
+			 route->pattern, rc);
+		zc__res_reset(res);
+		zc_res_error(res, 500, "internal error");
+		return;
+	}
+	if (zc__now_ns() > req->deadline_ns) {
+		/*
+		 * C cannot pre-empt a handler; the deadline bounds its
+		 * outbound calls, and a handler that still overran is
+		 * answered as a timeout rather than late and as if on time.
+		 */
+		zc_warn("handler for %s %s overran its %ld ms deadline",
+			req->method, route->pattern,
+			app->cfg.handler_timeout_ms);
+		zc__res_reset(res);
+		zc_res_error(res, 504, "handler exceeded its deadline of %ld ms",
+			     app->cfg.handler_timeout_ms);
+		return;
+	}
+	if (res->status == 0)
+		res->status = res->body != NULL ? 200 : 204;
+}

@@ -1,0 +1,166 @@
+/*
+ * internal.h - structures and functions shared by the runtime's files and
+ * never installed.  Public API lives in zenith.h.
+ */
+#ifndef ZC_INTERNAL_H
+#define ZC_INTERNAL_H
+
+#include "zenith.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+struct MHD_Connection;
+
+#define ZC_MAX_SEGS 32
+#define ZC_MAX_PARAMS 8
+
+/* ---- configuration (config.c) ---- */
+typedef struct zc_config {
+	int port;
+	int threads;
+	size_t max_body;
+	size_t max_header;
+	unsigned idle_timeout_s;
+	long body_timeout_ms;
+	long handler_timeout_ms;
+	long drain_timeout_ms;
+	unsigned max_connections;
+	const char *readiness_path;
+	const char *liveness_path;
+	long client_timeout_ms;
+	long client_connect_timeout_ms;
+	size_t client_max_reply;
+} zc_config;
+
+/* Fill cfg from the environment.  On a bad value writes one line naming the
+ * variable into err and returns -1. */
+int zc__config_load(zc_config *cfg, char *err, size_t errsize);
+/* CPUs this process may use: cgroup quota first, then affinity. */
+int zc__cpu_count(void);
+
+/* ---- app and routes (app.c, router.c) ---- */
+struct zc_route {
+	char method[16];
+	char *pattern;
+	int nsegs;
+	char *segs[ZC_MAX_SEGS]; /* literal text, or param name if is_param */
+	bool is_param[ZC_MAX_SEGS];
+	int literals;
+	zc_handler handler;
+	void *arg;
+};
+
+enum zc_state { ZC_STARTING = 0, ZC_READY, ZC_DRAINING };
+
+struct zc_app {
+	char name[128];
+	struct zc_route *routes;
+	size_t nroutes, caproutes;
+	int (*init)(void *);
+	void *init_arg;
+	void (*shutdown)(void *);
+	void *shutdown_arg;
+	bool init_ran;
+	zc_config cfg;
+	atomic_int state;
+	atomic_long inflight;
+};
+
+zc_app *zc__app_new(void);
+
+/* Match path (already split into segs) against the routes.  Returns the best
+ * route for method, or NULL.  When no route allows the method but some
+ * pattern matches the path, *path_known is set and allow receives the
+ * comma-separated methods for an Allow header. */
+const struct zc_route *zc__router_match(const zc_app *app, const char *method,
+					char **segs, int nsegs,
+					bool *path_known, char *allow,
+					size_t allowsz);
+void zc__router_free(zc_app *app);
+/* Split path into segments in place (path is a writable copy without the
+ * leading '/').  Returns the count, or -1 when there are too many. */
+int zc__split_path(char *path, char **segs);
+
+/* ---- requests and responses (request.c, response.c) ---- */
+struct zc_kv {
+	char *name;
+	char *value;
+};
+
+struct zc_req {
+	zc_app *app;
+	const char *method;
+	const char *path;
+	struct MHD_Connection *conn; /* NULL for in-process test requests */
+	/* in-process test requests only */
+	struct zc_kv *headers;
+	size_t nheaders;
+	char *query_copy;
+	struct zc_kv *query;
+	size_t nquery;
+	/* body */
+	char *body;
+	size_t body_len, body_cap;
+	bool too_large;
+	bool body_timeout;
+	json_t *json;
+	/* routing */
+	char *path_copy;
+	const char *param_names[ZC_MAX_PARAMS];
+	const char *param_values[ZC_MAX_PARAMS];
+	int nparams;
+	const char *route; /* matched pattern, for logs */
+	/* time */
+	long long start_ns;
+	long long deadline_ns;
+	bool started; /* access handler saw this request */
+	int status;   /* final status, for the access log */
+};
+
+struct zc_res {
+	int status;
+	char *body;
+	size_t len;
+	const char *content_type; /* static string */
+	struct zc_kv *headers;
+	size_t nheaders, capheaders;
+};
+
+void zc__req_init(zc_req *req, zc_app *app, const char *method,
+		  const char *path);
+void zc__req_release(zc_req *req);
+/* Append body bytes, honouring the limit; sets too_large past it. */
+int zc__req_append_body(zc_req *req, const char *data, size_t len);
+void zc__res_init(zc_res *res);
+void zc__res_release(zc_res *res);
+void zc__res_reset(zc_res *res);
+
+/* Route req and run its handler (or answer 404/405/413/...) into res. */
+void zc__dispatch(zc_app *app, zc_req *req, zc_res *res);
+
+/* ---- JSON (json.c) ---- */
+/* Compact, Go-compatible encoding (shortest round-trip numbers).  Returns a
+ * malloc'd NUL-terminated string and its length, or NULL. */
+char *zc__json_dump(const json_t *value, size_t *len);
+
+/* ---- server (server.c) ---- */
+struct zc_server;
+struct zc_server *zc__server_start(zc_app *app, char *err, size_t errsize);
+/* Stop accepting new connections (close the listener). */
+void zc__server_quiesce(struct zc_server *srv);
+void zc__server_stop(struct zc_server *srv);
+
+/* ---- logging (log.c) ---- */
+void zc__log_init(const char *name);
+void zc__log_access(const zc_req *req, int status, double ms);
+
+/* ---- client (client.c) ---- */
+int zc__client_global_init(void);
+void zc__client_set_defaults(long timeout_ms, long connect_ms,
+			     size_t max_reply);
+
+/* ---- time ---- */
+long long zc__now_ns(void);
+
+#endif /* ZC_INTERNAL_H */

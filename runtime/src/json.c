@@ -1,0 +1,342 @@
+/*
+ * json.c - compact JSON encoding that matches Go's encoding/json on the wire
+ * (the seed's contract): no spaces, object keys in insertion order, numbers
+ * in their shortest round-trip form without a trailing ".0" (Go prints 100,
+ * 100.5 and 0.3, where jansson's dumper prints 100.0 and
+ * 0.29999999999999999).  Also the field helpers for handlers.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct buf {
+	char *p;
+	size_t len, cap;
+	int oom;
+};
+
+static void
+put(struct buf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 256;
+		char *np;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		np = realloc(b->p, cap);
+		if (np == NULL) {
+			b->oom = 1;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void
+put_string(struct buf *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, start = 0;
+	char esc[8];
+
+	put(b, "\"", 1);
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		const char *rep = NULL;
+		size_t replen = 2;
+
+		switch (c) {
+		case '"': rep = "\\\""; break;
+		case '\\': rep = "\\\\"; break;
+		case '\n': rep = "\\n"; break;
+		case '\r': rep = "\\r"; break;
+		case '\t': rep = "\\t"; break;
+		default:
+			if (c < 0x20) {
+				esc[0] = '\\';
+				esc[1] = 'u';
+				esc[2] = '0';
+				esc[3] = '0';
+				esc[4] = hex[c >> 4];
+				esc[5] = hex[c & 15];
+				rep = esc;
+				replen = 6;
+			} else if (c == 0xE2 && i + 2 < n &&
+				   (unsigned char)s[i + 1] == 0x80 &&
+				   ((unsigned char)s[i + 2] & 0xFE) == 0xA8) {
+				/* U+2028/U+2029 break JavaScript; Go escapes
+				 * them, so do we. */
+				memcpy(esc, (unsigned char)s[i + 2] == 0xA8
+						    ? "\\u2028"
+						    : "\\u2029",
+				       6);
+				rep = esc;
+				replen = 6;
+				put(b, s + start, i - start);
+				put(b, rep, replen);
+				i += 2;
+				start = i + 1;
+				continue;
+			}
+		}
+		if (rep != NULL) {
+			put(b, s + start, i - start);
+			put(b, rep, replen);
+			start = i + 1;
+		}
+	}
+	put(b, s + start, n - start);
+	put(b, "\"", 1);
+}
+
+/* Go's strconv.FormatFloat(v, 'f' or 'e', -1, 64) as encoding/json uses it. */
+static void
+put_real(struct buf *b, double v)
+{
+	char e[40], out[64], digits[24];
+	int prec, exp = 0, nd = 0, i, o = 0;
+	const char *p;
+
+	if (!isfinite(v)) {
+		put(b, "null", 4);
+		return;
+	}
+	if (v == 0) {
+		put(b, signbit(v) ? "-0" : "0", signbit(v) ? 2 : 1);
+		return;
+	}
+	/* Shortest of 15, 16, 17 significant digits that reads back equal. */
+	for (prec = 15; prec <= 17; prec++) {
+		snprintf(e, sizeof(e), "%.*e", prec - 1, v);
+		if (strtod(e, NULL) == v)
+			break;
+	}
+	/* e = "-d.ddde+XX": collect digits without trailing zeros. */
+	p = e;
+	if (*p == '-') {
+		out[o++] = '-';
+		p++;
+	}
+	for (; *p && *p != 'e'; p++)
+		if (*p >= '0' && *p <= '9')
+			digits[nd++] = *p;
+	if (*p == 'e')
+		exp = atoi(p + 1);
+	while (nd > 1 && digits[nd - 1] == '0')
+		nd--;
+	/* Go: fixed notation for 1e-6 <= |v| < 1e21, else exponent. */
+	if (exp >= -6 && exp < 21) {
+		if (exp < 0) {
+			out[o++] = '0';
+			out[o++] = '.';
+			for (i = 0; i < -exp - 1; i++)
+				out[o++] = '0';
+			for (i = 0; i < nd; i++)
+				out[o++] = digits[i];
+		} else {
+			for (i = 0; i <= exp; i++)
+				out[o++] = i < nd ? digits[i] : '0';
+			if (nd > exp + 1) {
+				out[o++] = '.';
+				for (i = exp + 1; i < nd; i++)
+					out[o++] = digits[i];
+			}
+		}
+	} else {
+		out[o++] = digits[0];
+		if (nd > 1) {
+			out[o++] = '.';
+			for (i = 1; i < nd; i++)
+				out[o++] = digits[i];
+		}
+		o += snprintf(out + o, sizeof(out) - (size_t)o, "e%c%02d",
+			      exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+	}
+	put(b, out, (size_t)o);
+}
+
+static void
+put_value(struct buf *b, const json_t *v)
+{
+	char num[32];
+	int n;
+
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: {
+		const char *key;
+		json_t *item;
+		int first = 1;
+
+		put(b, "{", 1);
+		json_object_foreach((json_t *)v, key, item)
+		{
+			if (!first)
+				put(b, ",", 1);
+			first = 0;
+			put_string(b, key, strlen(key));
+			put(b, ":", 1);
+			put_value(b, item);
+		}
+		put(b, "}", 1);
+		break;
+	}
+	case JSON_ARRAY: {
+		size_t i;
+
+		put(b, "[", 1);
+		for (i = 0; i < json_array_size(v); i++) {
+			if (i)
+				put(b, ",", 1);
+			put_value(b, json_array_get(v, i));
+		}
+		put(b, "]", 1);
+		break;
+	}
+	case JSON_STRING:
+		put_string(b, json_string_value(v), json_string_length(v));
+		break;
+	case JSON_INTEGER:
+		n = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+			     json_integer_value(v));
+		put(b, num, (size_t)n);
+		break;
+	case JSON_REAL:
+		put_real(b, json_real_value(v));
+		break;
+	case JSON_TRUE:
+		put(b, "true", 4);
+		break;
+	case JSON_FALSE:
+		put(b, "false", 5);
+		break;
+	case JSON_NULL:
+		put(b, "null", 4);
+		break;
+	}
+}
+
+char *
+zc__json_dump(const json_t *value, size_t *len)
+{
+	struct buf b = {0};
+
+	if (value == NULL)
+		return NULL;
+	put_value(&b, value);
+	if (b.oom || b.p == NULL) {
+		free(b.p);
+		return NULL;
+	}
+	if (len != NULL)
+		*len = b.len;
+	return b.p;
+}
+
+static int
+need_object(const json_t *obj, zc_res *res)
+{
+	if (json_is_object(obj))
+		return 0;
+	zc_res_error(res, 400, "request body must be a JSON object");
+	return -1;
+}
+
+int
+zc_json_string(const json_t *obj, const char *field, const char **out,
+	       zc_res *res)
+{
+	json_t *v;
+
+	if (need_object(obj, res))
+		return -1;
+	v = json_object_get(obj, field);
+	if (v == NULL) {
+		zc_res_error(res, 400, "missing field \"%s\"", field);
+		return -1;
+	}
+	if (!json_is_string(v)) {
+		zc_res_error(res, 400, "field \"%s\" must be a string", field);
+		return -1;
+	}
+	*out = json_string_value(v);
+	return 0;
+}
+
+int
+zc_json_value(const json_t *obj, const char *field, json_t **out,
+	      zc_res *res)
+{
+	json_t *v;
+
+	if (need_object(obj, res))
+		return -1;
+	v = json_object_get(obj, field);
+	if (v == NULL) {
+		zc_res_error(res, 400, "missing field \"%s\"", field);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int
+zc_json_money(const json_t *obj, const char *field, int64_t *cents,
+	      zc_res *res)
+{
+	json_t *v;
+
+	if (need_object(obj, res))
+		return -1;
+	v = json_object_get(obj, field);
+	if (v == NULL) {
+		zc_res_error(res, 400, "missing field \"%s\"", field);
+		return -1;
+	}
+	if (!json_is_number(v)) {
+		zc_res_error(res, 400, "field \"%s\" must be a number", field);
+		return -1;
+	}
+	if (zc_money_from_json(v, cents) != ZC_OK) {
+		zc_res_error(res, 400,
+			     "field \"%s\" must have at most two decimals and "
+			     "be within +/-9999999999999.99",
+			     field);
+		return -1;
+	}
+	return 0;
+}
+
+char *
+zc_json_dumps(const json_t *value)
+{
+	return zc__json_dump(value, NULL);
+}
+
+zc_err
+zc_call_jsonf(zc_call *call, const char *fmt, ...)
+{
+	json_error_t e;
+	json_t *v;
+	va_list ap;
+	zc_err err;
+
+	va_start(ap, fmt);
+	v = json_vpack_ex(&e, 0, fmt, ap);
+	va_end(ap);
+	if (v == NULL) {
+		zc_error("zc_call_jsonf(\"%s\"): %s", fmt, e.text);
+		return ZC_ERR_INVALID;
+	}
+	err = zc_call_json(call, v);
+	json_decref(v);
+	return err;
+}

@@ -1,0 +1,229 @@
+/*
+ * server.c - the libmicrohttpd side: an epoll event loop on a pool of
+ * threads, each request's body gathered under its limit, handed to
+ * zc__dispatch, and the response given to MHD without a copy.
+ *
+ * Threading mode, chosen by measurement (docs/performance.md): epoll with an
+ * internal thread pool.  Handlers run on the pool thread that read the
+ * request, so there is no hand-off between threads on the hot path.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct zc_server {
+	struct MHD_Daemon *daemon;
+	zc_app *app;
+};
+
+static enum MHD_Result
+queue(struct MHD_Connection *conn, zc_app *app, zc_req *req, zc_res *res)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	size_t i;
+
+	r = MHD_create_response_from_buffer(res->len, res->body,
+					    MHD_RESPMEM_MUST_FREE);
+	if (r == NULL)
+		return MHD_NO;
+	res->body = NULL; /* MHD frees it */
+	if (res->content_type != NULL)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+					res->content_type);
+	for (i = 0; i < res->nheaders; i++)
+		MHD_add_response_header(r, res->headers[i].name,
+					res->headers[i].value);
+	if (atomic_load(&app->state) == ZC_DRAINING)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	req->status = res->status;
+	ret = MHD_queue_response(conn, (unsigned)res->status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result
+respond(struct MHD_Connection *conn, zc_app *app, zc_req *req)
+{
+	zc_res res;
+	enum MHD_Result ret;
+
+	zc__res_init(&res);
+	zc__dispatch(app, req, &res);
+	ret = queue(conn, app, req, &res);
+	zc__res_release(&res);
+	return ret;
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *conn, const char *url,
+	   const char *method, const char *version, const char *upload_data,
+	   size_t *upload_data_size, void **con_cls)
+{
+	zc_app *app = cls;
+	zc_req *req = *con_cls;
+
+	(void)version;
+	if (req == NULL) {
+		const char *cl;
+
+		req = malloc(sizeof(*req));
+		if (req == NULL)
+			return MHD_NO;
+		zc__req_init(req, app, method, url);
+		req->conn = conn;
+		req->started = true;
+		*con_cls = req;
+		atomic_fetch_add(&app->inflight, 1);
+		/* Refuse an announced oversized body before reading it. */
+		cl = MHD_lookup_connection_value(
+			conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl != NULL && strtoull(cl, NULL, 10) > app->cfg.max_body) {
+			req->too_large = true;
+			return respond(conn, app, req);
+		}
+		return MHD_YES;
+	}
+	if (*upload_data_size > 0) {
+		size_t n = *upload_data_size;
+
+		*upload_data_size = 0;
+		if (req->status != 0)
+			return MHD_YES; /* already answered; discard */
+		if (zc__now_ns() - req->start_ns >
+		    app->cfg.body_timeout_ms * 1000000LL) {
+			req->body_timeout = true;
+			return respond(conn, app, req);
+		}
+		if (zc__req_append_body(req, upload_data, n) != 0)
+			return MHD_NO;
+		if (req->too_large)
+			return respond(conn, app, req);
+		return MHD_YES;
+	}
+	if (req->status != 0)
+		return MHD_YES;
+	/* The handler's deadline starts when the whole request is in. */
+	req->deadline_ns =
+		zc__now_ns() + app->cfg.handler_timeout_ms * 1000000LL;
+	return respond(conn, app, req);
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+	     enum MHD_RequestTerminationCode toe)
+{
+	zc_app *app = cls;
+	zc_req *req = *con_cls;
+	double ms;
+
+	(void)conn;
+	if (req == NULL)
+		return;
+	ms = (double)(zc__now_ns() - req->start_ns) / 1e6;
+	if (req->status != 0)
+		zc__log_access(req, req->status, ms);
+	else
+		zc_warn("%s %s: connection ended before a response (%s)",
+			req->method, req->path,
+			toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED
+				? "timeout"
+				: "client went away");
+	atomic_fetch_sub(&app->inflight, 1);
+	zc__req_release(req);
+	free(req);
+	*con_cls = NULL;
+}
+
+static void
+mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+		msg[--n] = '\0';
+	zc_warn("libmicrohttpd: %s", msg);
+}
+
+static struct MHD_Daemon *
+start(zc_app *app, unsigned extra_flags)
+{
+	const zc_config *cfg = &app->cfg;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+			 MHD_USE_ITC | MHD_USE_ERROR_LOG | extra_flags;
+	struct MHD_OptionItem ops[10];
+	int n = 0;
+
+	if (cfg->threads > 1)
+		ops[n++] = (struct MHD_OptionItem){
+			MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, NULL};
+	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
+					   cfg->idle_timeout_s, NULL};
+	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+					   (intptr_t)cfg->max_header, NULL};
+	if (cfg->max_connections > 0)
+		ops[n++] = (struct MHD_OptionItem){
+			MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+			NULL};
+	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE,
+					   1, NULL};
+	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+
+	/* The logger goes first so MHD reports option errors through it. */
+	return MHD_start_daemon(
+		flags, (uint16_t)cfg->port, NULL, NULL, on_request, app,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
+		MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
+}
+
+struct zc_server *
+zc__server_start(zc_app *app, char *err, size_t errsize)
+{
+	struct zc_server *srv = calloc(1, sizeof(*srv));
+
+	if (srv == NULL) {
+		snprintf(err, errsize, "out of memory");
+		return NULL;
+	}
+	srv->app = app;
+	/* All interfaces, IPv6 and IPv4; IPv4 alone where IPv6 is off. */
+	srv->daemon = start(app, MHD_USE_DUAL_STACK);
+	if (srv->daemon == NULL)
+		srv->daemon = start(app, 0);
+	if (srv->daemon == NULL) {
+		snprintf(err, errsize,
+			 "cannot listen on port %d (in use, or not "
+			 "permitted)",
+			 app->cfg.port);
+		free(srv);
+		return NULL;
+	}
+	return srv;
+}
+
+void
+zc__server_quiesce(struct zc_server *srv)
+{
+	MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
+
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+}
+
+void
+zc__server_stop(struct zc_server *srv)
+{
+	MHD_stop_daemon(srv->daemon);
+	free(srv);
+}
