@@ -65,28 +65,33 @@ tests: $(UNIT_BINS)
 
 $(BUILD)/obj/%.o: %.c $(wildcard runtime/include/*.h runtime/src/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
 $(LIB): $(RUNTIME_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@
-	ar rcs $@ $^
+	@rm -f $@
+	@echo "  AR      $@"
+	@ar rcs $@ $^
 
 # Each example is its handler file(s) linked with the runtime; main() comes
 # from the library's main.o.
 $(BUILD)/bin/%: examples/%/*.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -o $@ $(filter %.c,$^) $(LDFLAGS_ALL) $(LIB) $(DEP_LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) -o $@ $(filter %.c,$^) $(LDFLAGS_ALL) $(LIB) $(DEP_LIBS)
 
 # Unit tests: tests/unit/test_<x>.c; example handler tests link the
 # example's handler file too (tests/unit/test_example_<name>.c).
 $(BUILD)/tests/test_example_%: tests/unit/test_example_%.c examples/%/*.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $(filter %.c,$^) $(LDFLAGS_ALL) $(LIB) $(DEP_LIBS) $(CHECK_LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $(filter %.c,$^) $(LDFLAGS_ALL) $(LIB) $(DEP_LIBS) $(CHECK_LIBS)
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Itests/unit -Iruntime/src -o $@ $< $(LDFLAGS_ALL) $(LIB) $(DEP_LIBS) $(CHECK_LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) -Itests/unit -Iruntime/src -o $@ $< $(LDFLAGS_ALL) $(LIB) $(DEP_LIBS) $(CHECK_LIBS)
 
 deps:
 	@scripts/install-deps.sh

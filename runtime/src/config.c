@@ -132,6 +132,9 @@ zc__config_load(zc_config *cfg, char *err, size_t errsize)
 	if (env_long("PORT", 1, 65535, &v, err, errsize))
 		return -1;
 	cfg->port = (int)v;
+	cfg->listen_address = getenv("ZC_LISTEN_ADDRESS");
+	if (cfg->listen_address != NULL && *cfg->listen_address == '\0')
+		cfg->listen_address = NULL;
 	v = cfg->threads;
 	if (env_long("ZC_THREADS", 1, 1024, &v, err, errsize))
 		return -1;

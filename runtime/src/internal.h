@@ -18,6 +18,7 @@ struct MHD_Connection;
 /* ---- configuration (config.c) ---- */
 typedef struct zc_config {
 	int port;
+	const char *listen_address; /* NULL: all interfaces */
 	int threads;
 	size_t max_body;
 	size_t max_header;
@@ -104,6 +105,7 @@ struct zc_req {
 	size_t body_len, body_cap;
 	bool too_large;
 	bool body_timeout;
+	size_t discarded; /* bytes dropped after too_large */
 	json_t *json;
 	/* routing */
 	char *path_copy;

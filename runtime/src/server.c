@@ -9,7 +9,9 @@
  */
 #include "internal.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -96,15 +98,35 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		*upload_data_size = 0;
 		if (req->status != 0)
 			return MHD_YES; /* already answered; discard */
+		/*
+		 * libmicrohttpd accepts a response only before the body or
+		 * after all of it, so a body that turns out too large
+		 * (chunked, no Content-Length) is read and dropped, and the
+		 * 413 goes out at its end.  Past a hard cap, or a client too
+		 * slow to finish within ZC_BODY_TIMEOUT_MS, no answer can be
+		 * given: the connection is closed and the reason logged.
+		 */
 		if (zc__now_ns() - req->start_ns >
 		    app->cfg.body_timeout_ms * 1000000LL) {
-			req->body_timeout = true;
-			return respond(conn, app, req);
+			zc_warn("%s %s: body not received within %ld ms; "
+				"closing the connection",
+				req->method, req->path,
+				app->cfg.body_timeout_ms);
+			return MHD_NO;
+		}
+		if (req->too_large) {
+			req->discarded += n;
+			if (req->discarded > 4 * app->cfg.max_body + (1 << 20)) {
+				zc_warn("%s %s: body far over the %zu-byte "
+					"limit; closing the connection",
+					req->method, req->path,
+					app->cfg.max_body);
+				return MHD_NO;
+			}
+			return MHD_YES;
 		}
 		if (zc__req_append_body(req, upload_data, n) != 0)
 			return MHD_NO;
-		if (req->too_large)
-			return respond(conn, app, req);
 		return MHD_YES;
 	}
 	if (req->status != 0)
@@ -156,7 +178,7 @@ mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 static struct MHD_Daemon *
-start(zc_app *app, unsigned extra_flags)
+start(zc_app *app, unsigned extra_flags, const struct sockaddr *addr)
 {
 	const zc_config *cfg = &app->cfg;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
@@ -177,6 +199,9 @@ start(zc_app *app, unsigned extra_flags)
 			NULL};
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE,
 					   1, NULL};
+	if (addr != NULL)
+		ops[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0,
+						   (void *)addr};
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
 	/* The logger goes first so MHD reports option errors through it. */
@@ -197,10 +222,38 @@ zc__server_start(zc_app *app, char *err, size_t errsize)
 		return NULL;
 	}
 	srv->app = app;
-	/* All interfaces, IPv6 and IPv4; IPv4 alone where IPv6 is off. */
-	srv->daemon = start(app, MHD_USE_DUAL_STACK);
-	if (srv->daemon == NULL)
-		srv->daemon = start(app, 0);
+	if (app->cfg.listen_address != NULL) {
+		struct sockaddr_in6 a6;
+		struct sockaddr_in a4;
+
+		memset(&a4, 0, sizeof(a4));
+		memset(&a6, 0, sizeof(a6));
+		if (inet_pton(AF_INET, app->cfg.listen_address,
+			      &a4.sin_addr) == 1) {
+			a4.sin_family = AF_INET;
+			a4.sin_port = htons((uint16_t)app->cfg.port);
+			srv->daemon =
+				start(app, 0, (const struct sockaddr *)&a4);
+		} else if (inet_pton(AF_INET6, app->cfg.listen_address,
+				     &a6.sin6_addr) == 1) {
+			a6.sin6_family = AF_INET6;
+			a6.sin6_port = htons((uint16_t)app->cfg.port);
+			srv->daemon = start(app, MHD_USE_IPv6,
+					    (const struct sockaddr *)&a6);
+		} else {
+			snprintf(err, errsize,
+				 "invalid ZC_LISTEN_ADDRESS=\"%.64s\": expected "
+				 "an IPv4 or IPv6 address",
+				 app->cfg.listen_address);
+			free(srv);
+			return NULL;
+		}
+	} else {
+		/* All interfaces, IPv6 and IPv4; IPv4 alone without IPv6. */
+		srv->daemon = start(app, MHD_USE_DUAL_STACK, NULL);
+		if (srv->daemon == NULL)
+			srv->daemon = start(app, 0, NULL);
+	}
 	if (srv->daemon == NULL) {
 		snprintf(err, errsize,
 			 "cannot listen on port %d (in use, or not "

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# test.sh - everything `make test` runs, in order: the -Werror build, Check
+# unit tests, end-to-end tests on real processes, the install/template test,
+# then the unit and end-to-end suites again under ASan+UBSan and under TSan.
+# Prints one line per suite and a closing "test: N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+JOBS="${JOBS:-2}"
+pass=0 fail=0
+failed=()
+
+suite() { # name command...
+	local name="$1"
+	shift
+	echo "=== $name"
+	if "$@"; then
+		pass=$((pass + 1))
+		echo "--- $name: ok"
+	else
+		fail=$((fail + 1))
+		failed+=("$name")
+		echo "--- $name: FAILED"
+	fi
+}
+
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
+
+suite "build (-Werror)" make --no-print-directory -s -j"$JOBS" all
+suite "unit" scripts/run-unit.sh build
+suite "e2e" python3 tests/e2e/run.py --build build
+suite "install + template" tests/install/test-install.sh
+for san in asan tsan; do
+	suite "build ($san)" make --no-print-directory -s -j"$JOBS" SAN=$san all
+	suite "unit ($san)" scripts/run-unit.sh build-$san
+	suite "e2e ($san)" python3 tests/e2e/run.py --build build-$san
+done
+
+((fail)) && printf 'failed suites: %s\n' "${failed[*]}"
+echo "test: $pass passed, $fail failed"
+((fail == 0))

@@ -1,0 +1,907 @@
+/*
+ * test_client.c - the outbound client against a real TCP server in this
+ * process that misbehaves on demand: errors, garbage, slowness, hang-ups,
+ * oversized replies.  Each test starts its own server on 127.0.0.1:0.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+enum scenario {
+	SC_OK,       /* 200 {"ok":true,"n":1}, keep-alive */
+	SC_503,      /* 503 {"error":"down"}, keep-alive */
+	SC_BAD_JSON, /* 200 with a body that is not JSON */
+	SC_EMPTY_204,
+	SC_REDIRECT, /* 302 to elsewhere: must not be followed */
+	SC_ECHO,     /* 200 {"head":"<request head>","body":"<request body>"} */
+	SC_SLOW,     /* waits SLOW_MS before answering */
+	SC_CLOSE_MID,   /* headers promise 100 bytes, 11 arrive, then FIN */
+	SC_CLOSE_EMPTY, /* FIN without a byte of reply */
+	SC_RESET,       /* RST instead of a reply */
+	SC_SIZED,       /* 200 with a body of exactly reply_size bytes */
+	SC_SIZED_CHUNKED /* the same, chunked: no Content-Length to check */
+};
+
+#define SLOW_MS 2000
+#define MAX_CONNS 64
+
+static struct fake {
+	int lfd;
+	int port;
+	pthread_t accept_thr;
+	atomic_int scenario;
+	atomic_int accepts;
+	atomic_int requests;
+	atomic_int reply_size;
+	atomic_bool stop;
+	pthread_mutex_t mu;
+	int fds[MAX_CONNS];
+	pthread_t thr[MAX_CONNS];
+	int nconns;
+} fake;
+
+struct conn {
+	int slot;
+	int fd;
+	size_t len;
+	char buf[65536];
+};
+
+/* ---- the fake downstream ---- */
+
+static int
+send_all(int fd, const char *p, size_t n)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int
+send_reply(int fd, int status, const char *reason, const char *extra,
+	   const char *body, size_t len)
+{
+	char head[512];
+	int n;
+
+	n = snprintf(head, sizeof(head),
+		     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+		     "Content-Length: %zu\r\n%s\r\n",
+		     status, reason, len, extra);
+	if (send_all(fd, head, (size_t)n) != 0)
+		return -1;
+	return send_all(fd, body, len);
+}
+
+/*
+ * Read one request (head and Content-Length body) into c->buf.  Returns 0
+ * and the sizes, or -1 when the client closed or sent nonsense.
+ */
+static int
+read_request(struct conn *c, size_t *head_len, size_t *body_len)
+{
+	const char *end, *cl;
+	size_t want;
+	ssize_t n;
+
+	for (;;) {
+		c->buf[c->len] = '\0';
+		if ((end = strstr(c->buf, "\r\n\r\n")) != NULL)
+			break;
+		if (c->len >= sizeof(c->buf) - 1)
+			return -1;
+		n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len,
+			 0);
+		if (n <= 0)
+			return -1;
+		c->len += (size_t)n;
+	}
+	*head_len = (size_t)(end - c->buf) + 4;
+	*body_len = 0;
+	cl = strcasestr(c->buf, "\r\nContent-Length:");
+	if (cl != NULL && cl < end)
+		*body_len = strtoul(cl + 17, NULL, 10);
+	want = *head_len + *body_len;
+	if (want >= sizeof(c->buf))
+		return -1;
+	while (c->len < want) {
+		n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len,
+			 0);
+		if (n <= 0)
+			return -1;
+		c->len += (size_t)n;
+	}
+	return 0;
+}
+
+static int
+reply_echo(struct conn *c, size_t head_len, size_t body_len)
+{
+	json_t *j;
+	char *s;
+	int rc;
+
+	j = json_pack("{s:s%,s:s%}", "head", c->buf, head_len, "body",
+		      c->buf + head_len, body_len);
+	if (j == NULL)
+		return -1;
+	s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (s == NULL)
+		return -1;
+	rc = send_reply(c->fd, 200, "OK", "", s, strlen(s));
+	free(s);
+	return rc;
+}
+
+static int
+reply_sized(int fd, bool chunked)
+{
+	size_t size = (size_t)atomic_load(&fake.reply_size), i, off;
+	char head[256], *body;
+	int n, rc = 0;
+
+	/* A JSON string of exactly size bytes: "xxx...". */
+	if (size < 2 || (body = malloc(size)) == NULL)
+		return -1;
+	memset(body, 'x', size);
+	body[0] = body[size - 1] = '"';
+	if (!chunked) {
+		rc = send_reply(fd, 200, "OK", "", body, size);
+		free(body);
+		return rc;
+	}
+
+	n = snprintf(head, sizeof(head),
+		     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+		     "Transfer-Encoding: chunked\r\n\r\n");
+	rc = send_all(fd, head, (size_t)n);
+	/* Several chunks, so the client's buffer grows while reading. */
+	for (off = 0; rc == 0 && off < size; off += i) {
+		i = size - off < 1000 ? size - off : 1000;
+		n = snprintf(head, sizeof(head), "%zx\r\n", i);
+		if (send_all(fd, head, (size_t)n) != 0 ||
+		    send_all(fd, body + off, i) != 0 ||
+		    send_all(fd, "\r\n", 2) != 0)
+			rc = -1;
+	}
+	if (rc == 0)
+		rc = send_all(fd, "0\r\n\r\n", 5);
+	free(body);
+	return rc;
+}
+
+/* Answer one request.  Returns 0 to keep the connection, -1 to end it. */
+static int
+answer(struct conn *c, size_t head_len, size_t body_len)
+{
+	static const char ok[] = "{\"ok\":true,\"n\":1}";
+	static const char down[] = "{\"error\":\"down\"}";
+	static const char garbage[] = "this is not json{";
+	static const char partial[] = "{\"partial\":";
+	static const char partial_head[] =
+		"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+		"Content-Length: 100\r\n\r\n";
+	struct linger lg = {1, 0};
+	struct pollfd pfd;
+
+	switch (atomic_load(&fake.scenario)) {
+	case SC_OK:
+		return send_reply(c->fd, 200, "OK", "", ok, strlen(ok));
+	case SC_503:
+		return send_reply(c->fd, 503, "Service Unavailable", "", down,
+				  strlen(down));
+	case SC_BAD_JSON:
+		return send_reply(c->fd, 200, "OK", "", garbage,
+				  strlen(garbage));
+	case SC_EMPTY_204:
+		return send_all(c->fd, "HTTP/1.1 204 No Content\r\n\r\n", 27);
+	case SC_REDIRECT:
+		return send_reply(c->fd, 302, "Found",
+				  "Location: /elsewhere\r\n", ok, strlen(ok));
+	case SC_ECHO:
+		return reply_echo(c, head_len, body_len);
+	case SC_SLOW:
+		/* Wakes early when the client gives up and closes. */
+		pfd.fd = c->fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, SLOW_MS) != 0)
+			return -1;
+		return send_reply(c->fd, 200, "OK", "", ok, strlen(ok));
+	case SC_CLOSE_MID:
+		send_all(c->fd, partial_head, strlen(partial_head));
+		send_all(c->fd, partial, strlen(partial));
+		return -1;
+	case SC_CLOSE_EMPTY:
+		return -1;
+	case SC_RESET:
+		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		return -1;
+	case SC_SIZED:
+		return reply_sized(c->fd, false);
+	case SC_SIZED_CHUNKED:
+		return reply_sized(c->fd, true);
+	}
+	return -1;
+}
+
+static void *
+conn_main(void *arg)
+{
+	struct conn *c = arg;
+	size_t head_len, body_len, used;
+
+	while (read_request(c, &head_len, &body_len) == 0) {
+		atomic_fetch_add(&fake.requests, 1);
+		if (answer(c, head_len, body_len) != 0)
+			break;
+		used = head_len + body_len;
+		memmove(c->buf, c->buf + used, c->len - used);
+		c->len -= used;
+	}
+	/* Close under the lock, so teardown never shuts down a reused fd. */
+	pthread_mutex_lock(&fake.mu);
+	fake.fds[c->slot] = -1;
+	close(c->fd);
+	pthread_mutex_unlock(&fake.mu);
+	free(c);
+	return NULL;
+}
+
+static void *
+accept_main(void *arg)
+{
+	struct pollfd pfd;
+	struct conn *c;
+	int fd;
+
+	(void)arg;
+	pfd.fd = fake.lfd;
+	pfd.events = POLLIN;
+	while (!atomic_load(&fake.stop)) {
+		if (poll(&pfd, 1, 20) <= 0)
+			continue;
+		if ((fd = accept(fake.lfd, NULL, NULL)) < 0)
+			continue;
+		atomic_fetch_add(&fake.accepts, 1);
+		pthread_mutex_lock(&fake.mu);
+		if (fake.nconns == MAX_CONNS ||
+		    (c = calloc(1, sizeof(*c))) == NULL) {
+			pthread_mutex_unlock(&fake.mu);
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		c->slot = fake.nconns;
+		fake.fds[c->slot] = fd;
+		if (pthread_create(&fake.thr[c->slot], NULL, conn_main, c) !=
+		    0) {
+			fake.fds[c->slot] = -1;
+			close(fd);
+			free(c);
+		} else {
+			fake.nconns++;
+		}
+		pthread_mutex_unlock(&fake.mu);
+	}
+	return NULL;
+}
+
+/* A port nobody listens on: bind one, note it, close it. */
+static int
+closed_port(void)
+{
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	int fd, port;
+
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+static void
+fake_start(void)
+{
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	char url[64];
+	int one = 1;
+
+	memset(&fake, 0, sizeof(fake));
+	pthread_mutex_init(&fake.mu, NULL);
+	fake.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fake.lfd, 0);
+	setsockopt(fake.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(fake.lfd, (struct sockaddr *)&sa, sizeof(sa)),
+			 0);
+	ck_assert_int_eq(listen(fake.lfd, 64), 0);
+	ck_assert_int_eq(getsockname(fake.lfd, (struct sockaddr *)&sa, &sl),
+			 0);
+	fake.port = ntohs(sa.sin_port);
+	ck_assert_int_eq(pthread_create(&fake.accept_thr, NULL, accept_main,
+					NULL),
+			 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", fake.port);
+	setenv("FAKE_DOWN_URL", url, 1);
+	/* Built-in defaults for every test; a test may lower them. */
+	zc__client_set_defaults(5000, 2000, 8 * 1024 * 1024);
+}
+
+static void
+fake_stop(void)
+{
+	int i, n;
+
+	atomic_store(&fake.stop, true);
+	pthread_join(fake.accept_thr, NULL);
+	close(fake.lfd);
+	pthread_mutex_lock(&fake.mu);
+	n = fake.nconns;
+	for (i = 0; i < n; i++) {
+		if (fake.fds[i] >= 0)
+			shutdown(fake.fds[i], SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&fake.mu);
+	for (i = 0; i < n; i++)
+		pthread_join(fake.thr[i], NULL);
+	pthread_mutex_destroy(&fake.mu);
+	unsetenv("FAKE_DOWN_URL");
+}
+
+/* ---- helpers ---- */
+
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One GET /x against fake-down in the current scenario. */
+static zc_err
+get_once(int scenario, zc_call **out)
+{
+	zc_call *call;
+	zc_err err;
+
+	atomic_store(&fake.scenario, scenario);
+	call = zc_call_new(NULL, "fake-down", "GET", "/x");
+	ck_assert_ptr_nonnull(call);
+	err = zc_call_perform(call);
+	if (out != NULL)
+		*out = call;
+	else
+		zc_call_free(call);
+	return err;
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_ok_json)
+{
+	char want[64];
+	zc_call *call;
+	json_t *j;
+	size_t len;
+
+	ck_assert_int_eq(get_once(SC_OK, &call), ZC_OK);
+	ck_assert_int_eq(zc_call_status(call), 200);
+	ck_assert_str_eq(zc_call_reply(call, &len), "{\"ok\":true,\"n\":1}");
+	ck_assert_uint_eq(len, strlen("{\"ok\":true,\"n\":1}"));
+	j = zc_call_reply_json(call);
+	ck_assert_ptr_nonnull(j);
+	ck_assert(json_is_true(json_object_get(j, "ok")));
+	ck_assert_int_eq(json_integer_value(json_object_get(j, "n")), 1);
+	/* Parsed once and cached: the same borrowed value both times. */
+	ck_assert_ptr_eq(zc_call_reply_json(call), j);
+	snprintf(want, sizeof(want), "http://127.0.0.1:%d/x", fake.port);
+	ck_assert_str_eq(zc_call_url(call), want);
+	zc_call_free(call);
+}
+END_TEST
+
+START_TEST(test_keepalive_one_connection)
+{
+	ck_assert_int_eq(get_once(SC_OK, NULL), ZC_OK);
+	ck_assert_int_eq(get_once(SC_OK, NULL), ZC_OK);
+	ck_assert_int_eq(atomic_load(&fake.requests), 2);
+	ck_assert_int_eq(atomic_load(&fake.accepts), 1);
+	/* An error status is still a complete reply: the connection stays. */
+	ck_assert_int_eq(get_once(SC_503, NULL), ZC_ERR_HTTP);
+	ck_assert_int_eq(get_once(SC_OK, NULL), ZC_OK);
+	ck_assert_int_eq(atomic_load(&fake.requests), 4);
+	ck_assert_int_eq(atomic_load(&fake.accepts), 1);
+}
+END_TEST
+
+START_TEST(test_http_503_json)
+{
+	zc_call *call;
+	json_t *j;
+	size_t len;
+
+	ck_assert_int_eq(get_once(SC_503, &call), ZC_ERR_HTTP);
+	ck_assert_int_eq(zc_call_status(call), 503);
+	ck_assert_ptr_nonnull(zc_call_reply(call, &len));
+	ck_assert_uint_eq(len, strlen("{\"error\":\"down\"}"));
+	j = zc_call_reply_json(call);
+	ck_assert_ptr_nonnull(j);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "error")),
+			 "down");
+	zc_call_free(call);
+}
+END_TEST
+
+START_TEST(test_invalid_json_reply)
+{
+	zc_call *call;
+
+	/* The transfer worked; only the JSON view is unavailable. */
+	ck_assert_int_eq(get_once(SC_BAD_JSON, &call), ZC_OK);
+	ck_assert_int_eq(zc_call_status(call), 200);
+	ck_assert_str_eq(zc_call_reply(call, NULL), "this is not json{");
+	ck_assert_ptr_null(zc_call_reply_json(call));
+	ck_assert_ptr_null(zc_call_reply_json(call));
+	zc_call_free(call);
+}
+END_TEST
+
+START_TEST(test_empty_204)
+{
+	zc_call *call;
+	size_t len = 99;
+
+	ck_assert_int_eq(get_once(SC_EMPTY_204, &call), ZC_OK);
+	ck_assert_int_eq(zc_call_status(call), 204);
+	ck_assert_str_eq(zc_call_reply(call, &len), "");
+	ck_assert_uint_eq(len, 0);
+	ck_assert_ptr_null(zc_call_reply_json(call));
+	zc_call_free(call);
+}
+END_TEST
+
+START_TEST(test_redirect_not_followed)
+{
+	zc_call *call;
+
+	ck_assert_int_eq(get_once(SC_REDIRECT, &call), ZC_OK);
+	ck_assert_int_eq(zc_call_status(call), 302);
+	ck_assert_int_eq(atomic_load(&fake.requests), 1);
+	zc_call_free(call);
+}
+END_TEST
+
+START_TEST(test_post_json_and_headers)
+{
+	const char *head, *body;
+	size_t want_len;
+	char *want;
+	zc_call *call;
+	json_t *in, *echo;
+
+	atomic_store(&fake.scenario, SC_ECHO);
+	call = zc_call_new(NULL, "fake-down", "POST", "/transactions?x=1");
+	ck_assert_ptr_nonnull(call);
+	in = json_pack("{s:s,s:f,s:[i,i]}", "id", "tx-1", "amount", 30.5,
+		       "list", 1, 2);
+	ck_assert_ptr_nonnull(in);
+	want = zc__json_dump(in, &want_len);
+	ck_assert_ptr_nonnull(want);
+	ck_assert_int_eq(zc_call_json(call, in), ZC_OK);
+	/* Borrowed and serialised at once: freeing it now is fine. */
+	json_decref(in);
+	ck_assert_int_eq(zc_call_header(call, "X-Request-Id", "abc-123"),
+			 ZC_OK);
+	ck_assert_int_eq(zc_call_header(call, "X-Empty", ""), ZC_OK);
+
+	ck_assert_int_eq(zc_call_perform(call), ZC_OK);
+	echo = zc_call_reply_json(call);
+	ck_assert_ptr_nonnull(echo);
+	head = json_string_value(json_object_get(echo, "head"));
+	body = json_string_value(json_object_get(echo, "body"));
+	ck_assert_ptr_nonnull(head);
+	ck_assert_ptr_nonnull(body);
+	ck_assert_msg(strncmp(head, "POST /transactions?x=1 HTTP/1.1\r\n",
+			      33) == 0,
+		      "head: %s", head);
+	ck_assert_ptr_nonnull(
+		strcasestr(head, "\r\nContent-Type: application/json\r\n"));
+	ck_assert_ptr_nonnull(
+		strcasestr(head, "\r\nAccept: application/json\r\n"));
+	ck_assert_ptr_nonnull(strstr(head, "\r\nX-Request-Id: abc-123\r\n"));
+	ck_assert_ptr_nonnull(strstr(head, "\r\nX-Empty:"));
+	ck_assert_ptr_null(strcasestr(head, "\r\nExpect:"));
+	ck_assert_str_eq(body, want);
+	free(want);
+	zc_call_free(call);
+}
+END_TEST
+
+START_TEST(test_post_without_body)
+{
+	const char *head;
+	zc_call *call;
+
+	atomic_store(&fake.scenario, SC_ECHO);
+	call = zc_call_new(NULL, "fake-down", "PUT", "/p");
+	ck_assert_ptr_nonnull(call);
+	ck_assert_int_eq(zc_call_perform(call), ZC_OK);
+	head = json_string_value(
+		json_object_get(zc_call_reply_json(call), "head"));
+	ck_assert_ptr_nonnull(head);
+	ck_assert(strncmp(head, "PUT /p HTTP/1.1\r\n", 17) == 0);
+	ck_assert_ptr_nonnull(strcasestr(head, "\r\nContent-Length: 0\r\n"));
+	/* Not curl's form-urlencoded default for a body we do not send. */
+	ck_assert_ptr_null(strcasestr(head, "\r\nContent-Type:"));
+	zc_call_free(call);
+}
+END_TEST
+
+START_TEST(test_user_accept_replaces_default)
+{
+	const char *head;
+	zc_call *call;
+
+	atomic_store(&fake.scenario, SC_ECHO);
+	call = zc_call_new(NULL, "fake-down", "GET", "/a");
+	ck_assert_ptr_nonnull(call);
+	ck_assert_int_eq(zc_call_header(call, "accept", "*/*"), ZC_OK);
+	ck_assert_int_eq(zc_call_perform(call), ZC_OK);
+	head = json_string_value(
+		json_object_get(zc_call_reply_json(call), "head"));
+	ck_assert_ptr_nonnull(head);
+	ck_assert_ptr_nonnull(strstr(head, "\r\naccept: */*\r\n"));
+	ck_assert_ptr_null(strcasestr(head, "application/json"));
+	zc_call_free(call);
+}
+END_TEST
+
+START_TEST(test_timeout_holds)
+{
+	zc_call *call;
+	long t0, ms;
+
+	atomic_store(&fake.scenario, SC_SLOW);
+	call = zc_call_new(NULL, "fake-down", "GET", "/slow");
+	ck_assert_ptr_nonnull(call);
+	zc_call_timeout_ms(call, 200);
+	t0 = now_ms();
+	ck_assert_int_eq(zc_call_perform(call), ZC_ERR_TIMEOUT);
+	ms = now_ms() - t0;
+	ck_assert_msg(ms >= 190 && ms <= 600, "timeout took %ld ms", ms);
+	ck_assert_int_eq(zc_call_status(call), 0);
+	ck_assert_ptr_null(zc_call_reply(call, NULL));
+	ck_assert_ptr_null(zc_call_reply_json(call));
+	zc_call_free(call);
+
+	/* The thread's handle is still good after a timeout. */
+	ck_assert_int_eq(get_once(SC_OK, NULL), ZC_OK);
+}
+END_TEST
+
+START_TEST(test_default_timeout_from_config)
+{
+	long t0, ms;
+
+	zc__client_set_defaults(250, 0, 0);
+	t0 = now_ms();
+	ck_assert_int_eq(get_once(SC_SLOW, NULL), ZC_ERR_TIMEOUT);
+	ms = now_ms() - t0;
+	ck_assert_msg(ms >= 240 && ms <= 650, "timeout took %ld ms", ms);
+}
+END_TEST
+
+START_TEST(test_refused)
+{
+	char url[64];
+	zc_call *call;
+	long t0;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", closed_port());
+	setenv("FAKE_DOWN_URL", url, 1);
+	t0 = now_ms();
+	call = zc_call_new(NULL, "fake-down", "GET", "/x");
+	ck_assert_ptr_nonnull(call);
+	ck_assert_int_eq(zc_call_perform(call), ZC_ERR_REFUSED);
+	ck_assert_int_lt(now_ms() - t0, 1000);
+	ck_assert_int_eq(zc_call_status(call), 0);
+	zc_call_free(call);
+}
+END_TEST
+
+START_TEST(test_dns_failure)
+{
+	zc_call *call;
+
+	/* RFC 6761: .invalid never resolves. */
+	setenv("FAKE_DOWN_URL", "http://no-such-host.invalid", 1);
+	call = zc_call_new(NULL, "fake-down", "GET", "/x");
+	ck_assert_ptr_nonnull(call);
+	ck_assert_int_eq(zc_call_perform(call), ZC_ERR_DNS);
+	zc_call_free(call);
+}
+END_TEST
+
+START_TEST(test_bad_scheme_is_invalid)
+{
+	zc_call *call;
+
+	setenv("FAKE_DOWN_URL", "file:///etc", 1);
+	call = zc_call_new(NULL, "fake-down", "GET", "/passwd");
+	ck_assert_ptr_nonnull(call);
+	ck_assert_int_eq(zc_call_perform(call), ZC_ERR_INVALID);
+	ck_assert_int_eq(zc_call_status(call), 0);
+	zc_call_free(call);
+}
+END_TEST
+
+START_TEST(test_close_mid_response)
+{
+	zc_call *call;
+
+	ck_assert_int_eq(get_once(SC_CLOSE_MID, &call), ZC_ERR_TRANSPORT);
+	/* A truncated reply is no reply. */
+	ck_assert_int_eq(zc_call_status(call), 0);
+	ck_assert_ptr_null(zc_call_reply(call, NULL));
+	zc_call_free(call);
+	/* The next call opens a fresh connection and works. */
+	ck_assert_int_eq(get_once(SC_OK, NULL), ZC_OK);
+	ck_assert_int_eq(atomic_load(&fake.accepts), 2);
+}
+END_TEST
+
+START_TEST(test_close_without_reply)
+{
+	ck_assert_int_eq(get_once(SC_CLOSE_EMPTY, NULL), ZC_ERR_TRANSPORT);
+	ck_assert_int_eq(get_once(SC_OK, NULL), ZC_OK);
+}
+END_TEST
+
+START_TEST(test_connection_reset)
+{
+	ck_assert_int_eq(get_once(SC_RESET, NULL), ZC_ERR_TRANSPORT);
+	ck_assert_int_eq(get_once(SC_OK, NULL), ZC_OK);
+}
+END_TEST
+
+START_TEST(test_reply_size_limit)
+{
+	zc_call *call;
+	size_t len;
+
+	zc__client_set_defaults(0, 0, 4096);
+
+	/* Exactly the limit is allowed, by Content-Length and chunked. */
+	atomic_store(&fake.reply_size, 4096);
+	ck_assert_int_eq(get_once(SC_SIZED, &call), ZC_OK);
+	ck_assert_ptr_nonnull(zc_call_reply(call, &len));
+	ck_assert_uint_eq(len, 4096);
+	ck_assert_ptr_nonnull(zc_call_reply_json(call));
+	zc_call_free(call);
+	ck_assert_int_eq(get_once(SC_SIZED_CHUNKED, &call), ZC_OK);
+	ck_assert_ptr_nonnull(zc_call_reply(call, &len));
+	ck_assert_uint_eq(len, 4096);
+	zc_call_free(call);
+
+	/* One byte over is refused either way. */
+	atomic_store(&fake.reply_size, 4097);
+	ck_assert_int_eq(get_once(SC_SIZED, &call), ZC_ERR_TOO_LARGE);
+	ck_assert_int_eq(zc_call_status(call), 0);
+	ck_assert_ptr_null(zc_call_reply(call, NULL));
+	zc_call_free(call);
+	atomic_store(&fake.reply_size, 20000);
+	ck_assert_int_eq(get_once(SC_SIZED_CHUNKED, NULL), ZC_ERR_TOO_LARGE);
+
+	/* And the handle recovers. */
+	ck_assert_int_eq(get_once(SC_OK, NULL), ZC_OK);
+}
+END_TEST
+
+START_TEST(test_invalid_arguments)
+{
+	zc_call *call;
+	size_t len = 7;
+
+	/* NULL call: every function answers, none crashes. */
+	ck_assert_int_eq(zc_call_perform(NULL), ZC_ERR_INVALID);
+	ck_assert_int_eq(zc_call_json(NULL, NULL), ZC_ERR_INVALID);
+	ck_assert_int_eq(zc_call_header(NULL, "a", "b"), ZC_ERR_INVALID);
+	zc_call_timeout_ms(NULL, 10);
+	zc_call_connect_timeout_ms(NULL, 10);
+	ck_assert_int_eq(zc_call_status(NULL), 0);
+	ck_assert_ptr_null(zc_call_reply(NULL, &len));
+	ck_assert_uint_eq(len, 0);
+	ck_assert_ptr_null(zc_call_reply_json(NULL));
+	ck_assert_str_eq(zc_call_url(NULL), "");
+	zc_call_free(NULL);
+
+	/* Bad service, method or path: a call that fails at perform. */
+	call = zc_call_new(NULL, "Bad_Name", "GET", "/x");
+	ck_assert_ptr_nonnull(call);
+	ck_assert_str_eq(zc_call_url(call), "");
+	ck_assert_int_eq(zc_call_perform(call), ZC_ERR_INVALID);
+	zc_call_free(call);
+	call = zc_call_new(NULL, NULL, "GET", "/x");
+	ck_assert_int_eq(zc_call_perform(call), ZC_ERR_INVALID);
+	zc_call_free(call);
+	call = zc_call_new(NULL, "fake-down", "get", "/x");
+	ck_assert_int_eq(zc_call_perform(call), ZC_ERR_INVALID);
+	zc_call_free(call);
+	call = zc_call_new(NULL, "fake-down", NULL, "/x");
+	ck_assert_int_eq(zc_call_perform(call), ZC_ERR_INVALID);
+	zc_call_free(call);
+	call = zc_call_new(NULL, "fake-down", "GET", "x");
+	ck_assert_int_eq(zc_call_perform(call), ZC_ERR_INVALID);
+	zc_call_free(call);
+	call = zc_call_new(NULL, "fake-down", "GET", "/a b");
+	ck_assert_int_eq(zc_call_perform(call), ZC_ERR_INVALID);
+	zc_call_free(call);
+	call = zc_call_new(NULL, "fake-down", "GET", NULL);
+	ck_assert_int_eq(zc_call_perform(call), ZC_ERR_INVALID);
+	zc_call_free(call);
+
+	/* A rejected header or body poisons the call: nothing is sent. */
+	atomic_store(&fake.scenario, SC_OK);
+	call = zc_call_new(NULL, "fake-down", "GET", "/x");
+	ck_assert_int_eq(zc_call_header(call, "X-A", "1\r\nX-B: 2"),
+			 ZC_ERR_INVALID);
+	ck_assert_int_eq(zc_call_perform(call), ZC_ERR_INVALID);
+	zc_call_free(call);
+	call = zc_call_new(NULL, "fake-down", "GET", "/x");
+	ck_assert_int_eq(zc_call_header(call, "X-A: 1\r\nX-B", "2"),
+			 ZC_ERR_INVALID);
+	ck_assert_int_eq(zc_call_header(call, NULL, "2"), ZC_ERR_INVALID);
+	zc_call_free(call);
+	call = zc_call_new(NULL, "fake-down", "POST", "/x");
+	ck_assert_int_eq(zc_call_json(call, NULL), ZC_ERR_INVALID);
+	ck_assert_int_eq(zc_call_perform(call), ZC_ERR_INVALID);
+	zc_call_free(call);
+	ck_assert_int_eq(atomic_load(&fake.requests), 0);
+}
+END_TEST
+
+START_TEST(test_perform_twice)
+{
+	zc_call *call;
+
+	/* Re-performing a call starts from a clean reply each time. */
+	atomic_store(&fake.scenario, SC_503);
+	call = zc_call_new(NULL, "fake-down", "GET", "/x");
+	ck_assert_int_eq(zc_call_perform(call), ZC_ERR_HTTP);
+	ck_assert_ptr_nonnull(zc_call_reply_json(call));
+	atomic_store(&fake.scenario, SC_OK);
+	ck_assert_int_eq(zc_call_perform(call), ZC_OK);
+	ck_assert_int_eq(zc_call_status(call), 200);
+	ck_assert(json_is_true(
+		json_object_get(zc_call_reply_json(call), "ok")));
+	zc_call_free(call);
+}
+END_TEST
+
+#define WORKERS 4
+#define CALLS_PER_WORKER 5
+
+static void *
+worker(void *arg)
+{
+	atomic_int *failures = arg;
+	zc_call *call;
+	int i;
+
+	for (i = 0; i < CALLS_PER_WORKER; i++) {
+		call = zc_call_new(NULL, "fake-down", "GET", "/w");
+		if (call == NULL || zc_call_perform(call) != ZC_OK ||
+		    zc_call_reply_json(call) == NULL)
+			atomic_fetch_add(failures, 1);
+		zc_call_free(call);
+	}
+	return NULL;
+}
+
+START_TEST(test_threads_one_connection_each)
+{
+	pthread_t t[WORKERS];
+	atomic_int failures = 0;
+	int i;
+
+	atomic_store(&fake.scenario, SC_OK);
+	for (i = 0; i < WORKERS; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, worker, &failures),
+				 0);
+	for (i = 0; i < WORKERS; i++)
+		pthread_join(t[i], NULL);
+	ck_assert_int_eq(atomic_load(&failures), 0);
+	ck_assert_int_eq(atomic_load(&fake.requests),
+			 WORKERS * CALLS_PER_WORKER);
+	/* Each thread's handle kept its own connection for all its calls. */
+	ck_assert_int_eq(atomic_load(&fake.accepts), WORKERS);
+}
+END_TEST
+
+static Suite *
+client_suite(void)
+{
+	Suite *s = suite_create("client");
+	TCase *tc = tcase_create("fake_downstream");
+
+	tcase_add_checked_fixture(tc, fake_start, fake_stop);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_ok_json);
+	tcase_add_test(tc, test_keepalive_one_connection);
+	tcase_add_test(tc, test_http_503_json);
+	tcase_add_test(tc, test_invalid_json_reply);
+	tcase_add_test(tc, test_empty_204);
+	tcase_add_test(tc, test_redirect_not_followed);
+	tcase_add_test(tc, test_post_json_and_headers);
+	tcase_add_test(tc, test_post_without_body);
+	tcase_add_test(tc, test_user_accept_replaces_default);
+	tcase_add_test(tc, test_timeout_holds);
+	tcase_add_test(tc, test_default_timeout_from_config);
+	tcase_add_test(tc, test_refused);
+	tcase_add_test(tc, test_dns_failure);
+	tcase_add_test(tc, test_bad_scheme_is_invalid);
+	tcase_add_test(tc, test_close_mid_response);
+	tcase_add_test(tc, test_close_without_reply);
+	tcase_add_test(tc, test_connection_reset);
+	tcase_add_test(tc, test_reply_size_limit);
+	tcase_add_test(tc, test_invalid_arguments);
+	tcase_add_test(tc, test_perform_twice);
+	tcase_add_test(tc, test_threads_one_connection_each);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	/* What zc_main does at start-up, before any thread exists. */
+	signal(SIGPIPE, SIG_IGN);
+	if (zc__client_global_init() != 0) {
+		fprintf(stderr, "curl_global_init failed\n");
+		return EXIT_FAILURE;
+	}
+	sr = srunner_create(client_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
