@@ -4,6 +4,7 @@
  * reports every change to audit-logger, and an audit failure does not fail
  * the update (the seed's behaviour) but is logged as a complete record.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <zenith.h>
 
@@ -14,28 +15,30 @@ static ledger *balances;
 static void
 audit(zc_req *req, const char *account, int64_t amount, int64_t balance)
 {
-	char a[24], b[24];
+	json_t *record;
 	zc_call *call;
-	zc_err err;
+	zc_err err = ZC_ERR_NOMEM;
+	char *text;
 
+	record = json_pack("{s:s, s:{s:s, s:o, s:o}}", "action",
+			   "balance_update", "details", "account", account,
+			   "amount", zc_money_json_new(amount), "new_balance",
+			   zc_money_json_new(balance));
 	call = zc_call_new(req, "audit-logger", "POST", "/log");
-	if (call == NULL)
-		err = ZC_ERR_NOMEM;
-	else if ((err = zc_call_jsonf(call, "{s:s, s:{s:s, s:o, s:o}}",
-				      "action", "balance_update", "details",
-				      "account", account, "amount",
-				      zc_money_json_new(amount), "new_balance",
-				      zc_money_json_new(balance))) == ZC_OK)
+	if (record != NULL && call != NULL &&
+	    (err = zc_call_json(call, record)) == ZC_OK)
 		err = zc_call_perform(call);
-	if (err == ZC_OK)
+	if (err == ZC_OK) {
 		zc_debug("audit logged for %s", account);
-	else
-		zc_warn("[AUDIT-UNDELIVERED] {\"action\":\"balance_update\","
-			"\"details\":{\"account\":\"%s\",\"amount\":%s,"
-			"\"new_balance\":%s}} (%s, HTTP %d)",
-			account, zc_money_format(amount, a, sizeof(a)),
-			zc_money_format(balance, b, sizeof(b)),
+	} else {
+		/* Never lost: the complete record goes to the log. */
+		text = record != NULL ? zc_json_dumps(record) : NULL;
+		zc_warn("[AUDIT-UNDELIVERED] %s (%s, HTTP %d)",
+			text != NULL ? text : "(out of memory)",
 			zc_strerror(err), call ? zc_call_status(call) : 0);
+		free(text);
+	}
+	json_decref(record);
 	zc_call_free(call);
 }
 

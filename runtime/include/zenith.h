@@ -122,6 +122,9 @@ const char *zc_req_body(const zc_req *req, size_t *len);
  * handler then just returns 0.
  */
 json_t *zc_req_json(zc_req *req, zc_res *res);
+/* The W3C trace id (32 hex) of this request: from its traceparent, or
+ * new when it had none.  Outbound calls carry it on. */
+const char *zc_req_trace_id(const zc_req *req);
 /* Milliseconds left before this request's handler deadline (>= 0). */
 long zc_req_remaining_ms(const zc_req *req);
 

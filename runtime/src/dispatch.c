@@ -43,15 +43,23 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 	int nsegs, i, rc;
 	size_t plen;
 
-	if (is_get_or_head(req->method)) {
-		if (strcmp(req->path, app->cfg.readiness_path) == 0) {
-			health(app, req, res, true);
-			return;
+	zc__trace_begin(req);
+	if (strcmp(req->path, app->cfg.readiness_path) == 0 ||
+	    strcmp(req->path, app->cfg.liveness_path) == 0) {
+		if (is_get_or_head(req->method)) {
+			health(app, req, res,
+			       strcmp(req->path, app->cfg.readiness_path) == 0);
+		} else if (strcmp(req->method, "OPTIONS") == 0) {
+			zc_res_status(res, 204);
+			zc_res_header(res, "Allow", "GET, HEAD, OPTIONS");
+		} else {
+			zc_res_error(res, 405,
+				     "method %s not allowed for %s; allowed: "
+				     "GET, HEAD, OPTIONS",
+				     req->method, req->path);
+			zc_res_header(res, "Allow", "GET, HEAD, OPTIONS");
 		}
-		if (strcmp(req->path, app->cfg.liveness_path) == 0) {
-			health(app, req, res, false);
-			return;
-		}
+		return;
 	}
 	if (req->too_large) {
 		zc_res_error(res, 413,
@@ -112,7 +120,9 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 			req->nparams++;
 		}
 	}
+	zc__set_current(req);
 	rc = route->handler(req, res, route->arg);
+	zc__set_current(NULL);
 	if (rc != 0) {
 		/* The handler logged the detail; the client gets no internals. */
 		zc_error("handler for %s %s failed (returned %d)", req->method,

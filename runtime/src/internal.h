@@ -89,6 +89,15 @@ struct zc_kv {
 	char *value;
 };
 
+/* W3C trace context of one request (trace.c). */
+struct zc_trace {
+	char trace_id[33];
+	char parent_id[17]; /* the caller's span, "" when we started it */
+	char span_id[17];   /* ours */
+	char flags[3];
+	bool inbound; /* came with a valid traceparent */
+};
+
 struct zc_req {
 	zc_app *app;
 	const char *method;
@@ -113,6 +122,7 @@ struct zc_req {
 	const char *param_values[ZC_MAX_PARAMS];
 	int nparams;
 	const char *route; /* matched pattern, for logs */
+	struct zc_trace trace;
 	/* time */
 	long long start_ns;
 	long long deadline_ns;
@@ -161,6 +171,16 @@ void zc__log_access(const zc_req *req, int status, double ms);
 int zc__client_global_init(void);
 void zc__client_set_defaults(long timeout_ms, long connect_ms,
 			     size_t max_reply);
+
+/* ---- trace context and randomness (trace.c) ---- */
+uint64_t zc__rand64(void);
+bool zc__trace_parse(const char *traceparent, struct zc_trace *t);
+void zc__trace_begin(zc_req *req);
+/* A traceparent for an outbound call: same trace, new parent-id. */
+void zc__trace_child(const zc_req *req, char *out, size_t size);
+/* The request this thread is serving (for log lines), or NULL. */
+void zc__set_current(zc_req *req);
+zc_req *zc__current(void);
 
 /* ---- time ---- */
 long long zc__now_ns(void);

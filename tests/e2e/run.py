@@ -18,6 +18,7 @@ import tempfile
 import time
 import unittest
 
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
@@ -38,6 +39,7 @@ class Result(unittest.TextTestResult):
         self.n_skip = 0
         self._failed_now = False
         self._t0 = 0.0
+        self.durations = []
 
     def startTest(self, test):
         self._failed_now = False
@@ -82,9 +84,7 @@ class Result(unittest.TextTestResult):
             self.n_skip += 1
         else:
             self.n_pass += 1
-        if self.showAll:
-            self.stream.write("    (%.2fs)\n" % (time.monotonic() - self._t0))
-            self.stream.flush()
+        self.durations.append((time.monotonic() - self._t0, test.id()))
 
 
 def find_build(path):
@@ -135,7 +135,8 @@ def main(argv):
     tmpdir = tempfile.mkdtemp(prefix="zc-e2e-")
     harness.CONFIG.update(build=build, slow=slow, tmpdir=tmpdir)
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    # SIGINT explicitly too: a shell may start us with it ignored.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_interrupt)
 
     loader = unittest.TestLoader()
@@ -159,6 +160,10 @@ def main(argv):
         harness.kill_all()
     elapsed = time.monotonic() - t0
     result = Result.current
+    if result and args.verbose:
+        print("slowest tests:")
+        for d, name in sorted(result.durations, reverse=True)[:5]:
+            print("  %6.2fs  %s" % (d, name))
 
     n_pass = result.n_pass if result else 0
     n_fail = result.n_fail if result else 0

@@ -30,6 +30,34 @@ class AuditLoggerTest(E2ETestCase):
         self.assertTrue(text, "no [AUDIT] line with action and compact "
                         "details %s in stderr:\n%s" % (details, a.tail()))
 
+    def test_log_line_escapes_details(self):
+        a = self.spawn("audit-logger")
+        details = {"memo": 'say "hi"\\ and\nbye', "u": "caf\u00e9"}
+        r = request(a.port, "POST", "/log",
+                    {"action": "escape_check", "details": details})
+        self.assertStatus(r, 200)
+        text = a.wait_for_stderr(lambda t: "escape_check" in t)
+        self.assertTrue(text, a.tail())
+        line = next(l for l in text.splitlines() if "escape_check" in l)
+        i = line.find("{", line.find("escape_check"))
+        self.assertGreaterEqual(i, 0, line)
+        doc, _ = json.JSONDecoder().raw_decode(line[i:])
+        self.assertEqual(doc, details, line)
+
+    def test_log_message_cannot_forge_lines(self):
+        """zenith.h: "one line per message".  A newline inside the action
+        must not start a new, forged log line."""
+        a = self.spawn("audit-logger")
+        forged = "FORGED [AUDIT] Action: admin_grant"
+        r = request(a.port, "POST", "/log",
+                    {"action": "inject\n" + forged, "details": {"x": 1}})
+        self.assertIn(r.status, (200, 400), r)
+        if r.status == 200:
+            a.wait_for_stderr(lambda t: "inject" in t)
+        lines = a.stderr_text().splitlines()
+        bad = [l for l in lines if l.startswith("FORGED")]
+        self.assertEqual(bad, [], "request data started its own log line")
+
     def test_log_accepts_any_details_value(self):
         a = self.spawn("audit-logger")
         values = [{"nested": {"a": [1, 2, {"b": None}]}}, [1, "two", 3.5],

@@ -99,7 +99,7 @@ class LifecycleTest(E2ETestCase):
     def test_sigterm_drains_inflight_update(self):
         """balance-manager -> slow audit-logger (1.5 s); SIGTERM while the
         /update is in flight."""
-        fake = self.fake(delay=T(1.5))
+        fake = self.fake(delay=1.5)
         bm = self.spawn("balance-manager", {"AUDIT_LOGGER_URL": fake.url})
         th, box = background(lambda: request(
             bm.port, "POST", "/update", {"account": "ACC-TERM", "amount": 2.5},
@@ -130,7 +130,7 @@ class LifecycleTest(E2ETestCase):
         def responder(method, path, body):
             return (200, {"Content-Type": "application/json"},
                     b'{"status":"updated","new_balance":5,"account":"ACC-T2"}')
-        fake = self.fake(delay=T(1.5), responder=responder)
+        fake = self.fake(delay=1.5, responder=responder)
         tp = self.spawn("transaction-processor",
                         {"BALANCE_MANAGER_URL": fake.url})
         th, box = background(lambda: request(
@@ -158,7 +158,7 @@ class LifecycleTest(E2ETestCase):
     def test_drain_deadline_bounds_shutdown(self):
         """With ZC_DRAIN_TIMEOUT_MS=300 a request stuck for 5 s does not hold
         the process: it exits within about the deadline."""
-        fake = self.fake(delay=T(5))
+        fake = self.fake(delay=5)
         tp = self.spawn("transaction-processor",
                         {"BALANCE_MANAGER_URL": fake.url,
                          "ZC_DRAIN_TIMEOUT_MS": 300})

@@ -54,8 +54,12 @@ class RuntimeTest(E2ETestCase):
                     self.assertJsonError(r, 405)
                     self.assertIn("POST", allow_methods(r),
                                   "Allow header %r" % r.header("Allow"))
-            with self.subTest(function=p.name, path="/health/liveness"):
-                r = request(p.port, "POST", "/health/liveness", b"{}")
+
+    def test_health_wrong_method_405_with_allow(self):
+        a = self.spawn("audit-logger")
+        for path in ("/health/liveness", "/health/readiness"):
+            with self.subTest(path=path):
+                r = request(a.port, "POST", path, b"{}")
                 self.assertJsonError(r, 405)
                 self.assertIn("GET", allow_methods(r))
 

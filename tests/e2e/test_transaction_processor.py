@@ -99,7 +99,7 @@ class TransactionProcessorTest(E2ETestCase):
                         "refused downstream took %.2fs" % r.elapsed)
 
     def test_balance_manager_slow_bounded_by_client_timeout(self):
-        fake = self.fake(delay=T(3), responder=fake_balance_manager())
+        fake = self.fake(delay=3, responder=fake_balance_manager())
         tp = self.spawn("transaction-processor",
                         {"BALANCE_MANAGER_URL": fake.url,
                          "ZC_CLIENT_TIMEOUT_MS": 400})
@@ -109,8 +109,20 @@ class TransactionProcessorTest(E2ETestCase):
                         "400 ms outbound timeout took %.2fs" % r.elapsed)
         self.assertGreaterEqual(r.elapsed, 0.3)
 
+    def test_balance_manager_slow_bounded_by_default_timeout(self):
+        """No settings: the runtime's default outbound timeout (5 s) ends
+        the wait, well before the 30 s handler deadline."""
+        fake = self.fake(delay=15, responder=fake_balance_manager())
+        tp = self.spawn("transaction-processor",
+                        {"BALANCE_MANAGER_URL": fake.url})
+        r = txn(tp.port, "ACC-SLOW5", "1", timeout=T(20))
+        self.assertJsonError(r, (504, 502))
+        self.assertGreaterEqual(r.elapsed, 4.5)
+        self.assertLess(r.elapsed, 5.0 + T(1.5),
+                        "default outbound timeout took %.2fs" % r.elapsed)
+
     def test_handler_deadline_504(self):
-        fake = self.fake(delay=T(2), responder=fake_balance_manager())
+        fake = self.fake(delay=2, responder=fake_balance_manager())
         tp = self.spawn("transaction-processor",
                         {"BALANCE_MANAGER_URL": fake.url,
                          "ZC_HANDLER_TIMEOUT_MS": 300})

@@ -36,9 +36,9 @@ handle_hello(zc_req *req, zc_res *res, void *arg)
 	zc_info("greeting %s", name); /* one line on stderr, thread-safe */
 
 	/* Build the JSON answer json_pack-style: {"message":"Hello, Ada!"}.
-	 * "s+" concatenates strings.  A non-zero result (out of memory)
-	 * returned from the handler becomes a generic 500. */
-	return zc_res_jsonf(res, 200, "{s:s+++}", "message", "Hello, ", name,
+	 * Each "+" after "s" appends one more string.  A non-zero result
+	 * (out of memory) returned from the handler becomes a generic 500. */
+	return zc_res_jsonf(res, 200, "{s:s++}", "message", "Hello, ", name,
 			    "!");
 }
 

@@ -1,0 +1,521 @@
+/*
+ * test_example_balance-manager.c - the balance-manager example in process:
+ * exact cents on the wire (0.1 + 0.2 answers 0.3), input validation, the
+ * range limit, the audit record it sends, that a dead audit-logger does not
+ * fail an update, and that concurrent updates lose nothing.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "zenith.h"
+
+/* ---- a one-shot fake audit-logger on loopback ---- */
+
+struct fake {
+	int lfd;
+	int port;
+	pthread_t thread;
+	atomic_int stop;
+	const char *reply; /* a whole HTTP response */
+	char req[8192];	   /* the request it received */
+	size_t req_len;
+	int accepted;
+};
+
+static int
+wait_readable(struct fake *f, int fd)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+
+	while (!atomic_load(&f->stop)) {
+		int n = poll(&p, 1, 10);
+		if (n > 0)
+			return 0;
+		if (n < 0)
+			return -1;
+	}
+	return -1;
+}
+
+/* Read one request (headers and Content-Length body) into f->req. */
+static void
+read_request(struct fake *f, int fd)
+{
+	const char *end, *cl;
+	size_t want = 0;
+	ssize_t n;
+
+	for (;;) {
+		if (wait_readable(f, fd) != 0)
+			return;
+		n = read(fd, f->req + f->req_len, sizeof(f->req) - 1 - f->req_len);
+		if (n <= 0)
+			return;
+		f->req_len += (size_t)n;
+		f->req[f->req_len] = '\0';
+		end = strstr(f->req, "\r\n\r\n");
+		if (end == NULL)
+			continue;
+		cl = strcasestr(f->req, "\r\ncontent-length:");
+		if (cl != NULL && cl < end)
+			want = strtoul(cl + 17, NULL, 10);
+		if (f->req_len >= (size_t)(end + 4 - f->req) + want)
+			return;
+	}
+}
+
+static void *
+fake_main(void *arg)
+{
+	struct fake *f = arg;
+	int fd;
+
+	if (wait_readable(f, f->lfd) != 0)
+		return NULL;
+	fd = accept(f->lfd, NULL, NULL);
+	if (fd < 0)
+		return NULL;
+	f->accepted++;
+	read_request(f, fd);
+	if (f->reply != NULL)
+		(void)!write(fd, f->reply, strlen(f->reply));
+	close(fd);
+	return NULL;
+}
+
+static int
+listen_loopback(int *port)
+{
+	struct sockaddr_in a;
+	socklen_t alen = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	ck_assert_int_ge(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(fd, 16), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static void
+fake_start(struct fake *f, const char *reply)
+{
+	memset(f, 0, sizeof(*f));
+	atomic_init(&f->stop, 0);
+	f->reply = reply;
+	f->lfd = listen_loopback(&f->port);
+	ck_assert_int_eq(pthread_create(&f->thread, NULL, fake_main, f), 0);
+}
+
+static void
+fake_stop(struct fake *f)
+{
+	atomic_store(&f->stop, 1);
+	pthread_join(f->thread, NULL);
+	close(f->lfd);
+}
+
+/* A loopback port nothing listens on: bound once, then closed. */
+static int
+closed_port(void)
+{
+	int port, fd = listen_loopback(&port);
+
+	close(fd);
+	return port;
+}
+
+static void
+set_audit_port(int port)
+{
+	char url[64];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+	setenv("AUDIT_LOGGER_URL", url, 1);
+}
+
+/* ---- the app ---- */
+
+static zc_app *app;
+
+static void
+app_up(void)
+{
+	/* No audit-logger: every audit call is refused at once. */
+	set_audit_port(closed_port());
+	setenv("ZC_CLIENT_CONNECT_TIMEOUT_MS", "200", 1);
+	setenv("ZC_CLIENT_TIMEOUT_MS", "500", 1);
+	app = zc_test_app(zc_function_setup);
+	ck_assert_ptr_nonnull(app);
+}
+
+static void
+app_down(void)
+{
+	zc_app_free(app);
+	app = NULL;
+	unsetenv("AUDIT_LOGGER_URL");
+	unsetenv("ZC_CLIENT_CONNECT_TIMEOUT_MS");
+	unsetenv("ZC_CLIENT_TIMEOUT_MS");
+}
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static zc_res *
+update_raw(const char *body)
+{
+	zc_res *res = zc_test_request(app, "POST", "/update", NULL, body);
+
+	ck_assert_ptr_nonnull(res);
+	return res;
+}
+
+/* POST /update {"account": account, "amount": <amount text>}: the status,
+ * and the body (without its newline) into out. */
+static int
+update(const char *account, const char *amount, char *out, size_t outsz)
+{
+	char body[512];
+	zc_res *res;
+	size_t len;
+	const char *b;
+	int status;
+
+	snprintf(body, sizeof(body), "{\"account\":\"%s\",\"amount\":%s}",
+		 account, amount);
+	res = update_raw(body);
+	status = zc_res_get_status(res);
+	b = zc_res_get_body(res, &len);
+	if (out != NULL) {
+		if (len > 0 && b[len - 1] == '\n')
+			len--;
+		snprintf(out, outsz, "%.*s", (int)len, b);
+	}
+	zc_res_free(res);
+	return status;
+}
+
+static void
+expect_update(const char *account, const char *amount,
+	      const char *new_balance)
+{
+	char got[512], want[512];
+
+	snprintf(want, sizeof(want),
+		 "{\"status\":\"updated\",\"new_balance\":%s,"
+		 "\"account\":\"%s\"}",
+		 new_balance, account);
+	ck_assert_msg(update(account, amount, got, sizeof(got)) == 200,
+		      "%s %s -> %s", account, amount, got);
+	ck_assert_str_eq(got, want);
+}
+
+static void
+expect_status(const char *body, int status)
+{
+	zc_res *res = update_raw(body);
+	size_t len;
+	const char *b = zc_res_get_body(res, &len);
+	json_t *v;
+
+	ck_assert_msg(zc_res_get_status(res) == status, "%s -> %d %.*s, want %d",
+		      body ? body : "(no body)", zc_res_get_status(res),
+		      (int)len, b, status);
+	ck_assert_str_eq(zc_res_get_header(res, "Content-Type"),
+			 "application/json");
+	v = json_loadb(b, len, 0, NULL);
+	ck_assert_msg(v != NULL && json_is_string(json_object_get(v, "error")),
+		      "error body %.*s", (int)len, b);
+	json_decref(v);
+	zc_res_free(res);
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_exact_cents)
+{
+	expect_update("alice", "0.1", "0.1");
+	expect_update("alice", "0.2", "0.3");
+	expect_update("alice", "100.2", "100.5");
+	expect_update("alice", "-0.5", "100");
+	expect_update("alice", "-100.05", "-0.05");
+	expect_update("alice", "0.05", "0");
+	/* Ten dimes are a dollar, exactly. */
+	expect_update("bob", "0.1", "0.1");
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_eq(update("bob", "0.1", NULL, 0), 200);
+	expect_update("bob", "0.1", "1");
+	/* Integers and exponent forms are amounts too. */
+	expect_update("carol", "7", "7");
+	expect_update("carol", "2.5e-1", "7.25");
+}
+END_TEST
+
+START_TEST(test_account_validation)
+{
+	char acct[200], body[300];
+
+	expect_status("{\"account\":\"\",\"amount\":1}", 400);
+	expect_status("{\"amount\":1}", 400);
+	expect_status("{\"account\":5,\"amount\":1}", 400);
+	expect_status("{\"account\":null,\"amount\":1}", 400);
+
+	/* 128 bytes is the limit ... */
+	memset(acct, 'a', 128);
+	acct[128] = '\0';
+	expect_update(acct, "1", "1");
+	/* ... 129 is over it. */
+	memset(acct, 'b', 129);
+	acct[129] = '\0';
+	snprintf(body, sizeof(body), "{\"account\":\"%s\",\"amount\":1}", acct);
+	expect_status(body, 400);
+	/* Bytes, not characters: 64 two-byte characters fit, 65 do not. */
+	acct[0] = '\0';
+	for (int i = 0; i < 64; i++)
+		strcat(acct, "\xc3\xa9");
+	expect_update(acct, "1", "1");
+	strcat(acct, "\xc3\xa9");
+	snprintf(body, sizeof(body), "{\"account\":\"%s\",\"amount\":1}", acct);
+	expect_status(body, 400);
+}
+END_TEST
+
+START_TEST(test_amount_validation)
+{
+	expect_status("{\"account\":\"a\"}", 400);
+	expect_status("{\"account\":\"a\",\"amount\":\"1.00\"}", 400);
+	expect_status("{\"account\":\"a\",\"amount\":null}", 400);
+	expect_status("{\"account\":\"a\",\"amount\":true}", 400);
+	expect_status("{\"account\":\"a\",\"amount\":0.125}", 400);
+	expect_status("{\"account\":\"a\",\"amount\":0.001}", 400);
+	expect_status("{\"account\":\"a\",\"amount\":1e16}", 400);
+	expect_status("{\"account\":\"a\",\"amount\":10000000000000}", 400);
+	expect_status("{\"account\":\"a\",\"amount\":1,\"amount\":1000}", 400);
+	expect_status("{\"account\":\"a\",\"amount\":", 400);
+	expect_status("[]", 400);
+	expect_status(NULL, 400);
+	/* None of those touched the balance. */
+	expect_update("a", "0", "0");
+}
+END_TEST
+
+START_TEST(test_range_overflow_422)
+{
+	expect_update("big", "9999999999999.99", "9999999999999.99");
+	expect_status("{\"account\":\"big\",\"amount\":0.01}", 422);
+	/* The refused update left the balance alone. */
+	expect_update("big", "-0.01", "9999999999999.98");
+	expect_update("big", "0.01", "9999999999999.99");
+
+	expect_update("debt", "-9999999999999.99", "-9999999999999.99");
+	expect_status("{\"account\":\"debt\",\"amount\":-0.01}", 422);
+	expect_status("{\"account\":\"debt\",\"amount\":-9999999999999.99}",
+		      422);
+	expect_update("debt", "9999999999999.99", "0");
+}
+END_TEST
+
+START_TEST(test_audit_down_update_succeeds_fast)
+{
+	long long t0 = now_ms();
+
+	expect_update("dave", "12.34", "12.34");
+	ck_assert_msg(now_ms() - t0 < 1000, "update took %lld ms",
+		      now_ms() - t0);
+}
+END_TEST
+
+/* With an audit-logger there, the record it gets is the seed's. */
+START_TEST(test_audit_record_sent)
+{
+	static const char reply[] = "HTTP/1.1 200 OK\r\n"
+				    "Content-Type: application/json\r\n"
+				    "Content-Length: 2\r\n"
+				    "Connection: close\r\n\r\n{}";
+	struct fake f;
+	const char *body;
+
+	fake_start(&f, reply);
+	set_audit_port(f.port);
+	zc_app_free(app);
+	app = zc_test_app(zc_function_setup);
+	ck_assert_ptr_nonnull(app);
+
+	expect_update("erin", "0.3", "0.3");
+	fake_stop(&f);
+	ck_assert_int_eq(f.accepted, 1);
+	ck_assert_msg(strncmp(f.req, "POST /log HTTP/1.1\r\n", 20) == 0,
+		      "request: %s", f.req);
+	ck_assert_ptr_nonnull(
+		strcasestr(f.req, "\r\nContent-Type: application/json\r\n"));
+	body = strstr(f.req, "\r\n\r\n");
+	ck_assert_ptr_nonnull(body);
+	ck_assert_str_eq(body + 4,
+			 "{\"action\":\"balance_update\",\"details\":{"
+			 "\"account\":\"erin\",\"amount\":0.3,"
+			 "\"new_balance\":0.3}}");
+}
+END_TEST
+
+/*
+ * An undelivered audit record is logged so it can be replayed: it must be
+ * valid JSON on one line, whatever the account name holds.
+ */
+START_TEST(test_undelivered_record_is_json)
+{
+	static const char account[] = "q\\\"uote\\\\ and\\nnewline";
+	static const char decoded[] = "q\"uote\\ and\nnewline";
+	char path[] = "/tmp/zc-bm-log-XXXXXX", buf[16384], body[256];
+	const char *rec, *tag = "[AUDIT-UNDELIVERED] ";
+	int fd = mkstemp(path), saved;
+	json_error_t e;
+	zc_res *res;
+	json_t *v;
+	ssize_t n;
+
+	ck_assert_int_ge(fd, 0);
+	unlink(path);
+	snprintf(body, sizeof(body), "{\"account\":\"%s\",\"amount\":1.5}",
+		 account);
+	saved = dup(STDERR_FILENO);
+	dup2(fd, STDERR_FILENO);
+	res = update_raw(body);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	ck_assert_int_eq(zc_res_get_status(res), 200);
+	zc_res_free(res);
+
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	close(fd);
+	ck_assert_int_gt(n, 0);
+	buf[n] = '\0';
+	rec = strstr(buf, tag);
+	ck_assert_msg(rec != NULL, "no undelivered record in:\n%s", buf);
+	rec += strlen(tag);
+	v = json_loads(rec, JSON_DISABLE_EOF_CHECK, &e);
+	ck_assert_msg(v != NULL, "record is not JSON (%s): %s", e.text, rec);
+	ck_assert_str_eq(
+		json_string_value(json_object_get(json_object_get(v, "details"),
+						  "account")),
+		decoded);
+	json_decref(v);
+}
+END_TEST
+
+/* ---- concurrency ---- */
+
+#define THREADS 8
+#define UPDATES 2000
+#define ACCOUNTS 4
+
+static const char *const accounts[ACCOUNTS] = {"acct-0", "acct-1", "acct-2",
+					       "acct-3"};
+static atomic_int ok_count, bad_count;
+
+static void *
+hammer(void *arg)
+{
+	int t = (int)(long)arg, i;
+	char body[128];
+
+	for (i = 0; i < UPDATES; i++) {
+		zc_res *res;
+
+		snprintf(body, sizeof(body),
+			 "{\"account\":\"%s\",\"amount\":0.01}",
+			 accounts[(t + i) % ACCOUNTS]);
+		res = zc_test_request(app, "POST", "/update", NULL, body);
+		if (res != NULL && zc_res_get_status(res) == 200)
+			atomic_fetch_add(&ok_count, 1);
+		else
+			atomic_fetch_add(&bad_count, 1);
+		zc_res_free(res);
+	}
+	return NULL;
+}
+
+START_TEST(test_concurrent_updates_exact)
+{
+	pthread_t th[THREADS];
+	int devnull, saved, i;
+	char want[64];
+
+	/* Two log lines per update would drown the test output. */
+	devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	saved = dup(STDERR_FILENO);
+	dup2(devnull, STDERR_FILENO);
+	for (i = 0; i < THREADS; i++)
+		ck_assert_int_eq(
+			pthread_create(&th[i], NULL, hammer, (void *)(long)i),
+			0);
+	for (i = 0; i < THREADS; i++)
+		pthread_join(th[i], NULL);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(devnull);
+
+	ck_assert_int_eq(atomic_load(&bad_count), 0);
+	ck_assert_int_eq(atomic_load(&ok_count), THREADS * UPDATES);
+	/* 8 x 2000 / 4 = 4000 cents each: exactly 40. */
+	snprintf(want, sizeof(want), "%d",
+		 THREADS * UPDATES / ACCOUNTS / 100);
+	for (i = 0; i < ACCOUNTS; i++)
+		expect_update(accounts[i], "0", want);
+}
+END_TEST
+
+static Suite *
+balance_suite(void)
+{
+	Suite *s = suite_create("example balance-manager");
+	TCase *tc = tcase_create("update");
+
+	tcase_add_checked_fixture(tc, app_up, app_down);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_exact_cents);
+	tcase_add_test(tc, test_account_validation);
+	tcase_add_test(tc, test_amount_validation);
+	tcase_add_test(tc, test_range_overflow_422);
+	tcase_add_test(tc, test_audit_down_update_succeeds_fast);
+	tcase_add_test(tc, test_audit_record_sent);
+	tcase_add_test(tc, test_undelivered_record_is_json);
+	tcase_add_test(tc, test_concurrent_updates_exact);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(balance_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
