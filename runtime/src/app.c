@@ -121,11 +121,16 @@ zc_test_app(int (*setup)(zc_app *app))
 
 	if (app == NULL)
 		return NULL;
+	zc__log_init(app->name);
 	if (zc__config_load(&app->cfg, err, sizeof(err)) != 0) {
 		zc_error("%s", err);
 		free(app);
 		return NULL;
 	}
+	/* the same client settings as a served function */
+	zc__client_set_defaults(app->cfg.client_timeout_ms,
+				app->cfg.client_connect_timeout_ms,
+				app->cfg.client_max_reply);
 	if (run_setup(app, setup) != 0) {
 		zc_app_free(app);
 		return NULL;

@@ -23,10 +23,11 @@ put(struct buf *b, const char *s, size_t n)
 {
 	if (b->oom)
 		return;
-	if (b->len + n + 1 > b->cap) {
+	/* +2: room for the NUL and for the newline zc_res_json appends */
+	if (b->len + n + 2 > b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 256;
 		char *np;
-		while (cap < b->len + n + 1)
+		while (cap < b->len + n + 2)
 			cap *= 2;
 		np = realloc(b->p, cap);
 		if (np == NULL) {
@@ -114,8 +115,12 @@ put_real(struct buf *b, double v)
 		put(b, signbit(v) ? "-0" : "0", signbit(v) ? 2 : 1);
 		return;
 	}
-	/* Shortest of 15, 16, 17 significant digits that reads back equal. */
-	for (prec = 15; prec <= 17; prec++) {
+	/*
+	 * The shortest digit count that reads back equal.  A normal double
+	 * needs at least 15 (DBL_DIG) unless trailing zeros, trimmed below,
+	 * make it shorter; subnormals carry less precision, so search all.
+	 */
+	for (prec = isnormal(v) ? 15 : 1; prec <= 17; prec++) {
 		snprintf(e, sizeof(e), "%.*e", prec - 1, v);
 		if (strtod(e, NULL) == v)
 			break;

@@ -109,8 +109,10 @@ zc_res_json(zc_res *res, int status, json_t *body)
 	json_decref(body);
 	if (s == NULL)
 		return ZC_ERR_NOMEM;
-	/* Go's json.Encoder ends every document with a newline; so do we. */
-	s[len++] = '\n'; /* the dump buffer always has room for the NUL */
+	/* Go's json.Encoder ends every document with a newline; so do we.
+	 * The dump buffer keeps room for it and the NUL. */
+	s[len++] = '\n';
+	s[len] = '\0';
 	set_body(res, status, s, len, ctype_json);
 	return ZC_OK;
 }

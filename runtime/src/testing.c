@@ -5,6 +5,7 @@
  */
 #include "internal.h"
 
+#include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,8 +29,8 @@ add_kv(struct zc_kv **arr, size_t *n, const char *name, size_t nlen,
 	return 0;
 }
 
-/* Split "a=1&b=2" into the query table (no percent-decoding needed for
- * tests beyond '+'; values are kept as written). */
+/* Split "a=1&b=2" into the query table, decoded the way libmicrohttpd
+ * decodes a real request's ('+' is a space, %XX a byte). */
 static int
 parse_query(zc_req *req, const char *q)
 {
@@ -38,6 +39,9 @@ parse_query(zc_req *req, const char *q)
 	req->query_copy = strdup(q);
 	if (req->query_copy == NULL)
 		return -1;
+	for (p = req->query_copy; *p; p++)
+		if (*p == '+')
+			*p = ' ';
 	for (tok = strtok_r(req->query_copy, "&", &save); tok != NULL;
 	     tok = strtok_r(NULL, "&", &save)) {
 		struct zc_kv *nq;
@@ -48,6 +52,9 @@ parse_query(zc_req *req, const char *q)
 		req->query = nq;
 		if (p != NULL)
 			*p++ = '\0';
+		MHD_http_unescape(tok);
+		if (p != NULL)
+			MHD_http_unescape(p);
 		nq[req->nquery].name = tok;
 		nq[req->nquery].value = p != NULL ? p : "";
 		req->nquery++;
@@ -77,6 +84,8 @@ zc_test_request(zc_app *app, const char *method, const char *target,
 		free(path);
 		return NULL;
 	}
+	/* the server sees the path percent-decoded; so does the test */
+	MHD_http_unescape(path);
 	zc__res_init(res);
 	zc__req_init(&req, app, method, path);
 	if (q != NULL && parse_query(&req, q + 1) != 0)

@@ -257,6 +257,9 @@ START_TEST(test_string_escapes)
 	/* "/" and non-ASCII pass through unescaped, as in Go. */
 	expect_dump(json_string("a/b caf\xc3\xa9 \xe2\x82\xac"),
 		    "\"a/b caf\xc3\xa9 \xe2\x82\xac\"");
+	/* Unlike Go's default, <, > and & are not HTML-escaped (docs/api.md). */
+	expect_dump(json_string("<a href=\"x\">&</a>"),
+		    "\"<a href=\\\"x\\\">&</a>\"");
 	/* U+2028 and U+2029 are escaped (they end a line in JavaScript). */
 	expect_dump(json_string("a\xe2\x80\xa8" "b\xe2\x80\xa9" "c"),
 		    "\"a\\u2028b\\u2029c\"");

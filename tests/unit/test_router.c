@@ -346,13 +346,13 @@ START_TEST(test_param_values)
 	json_t *v;
 
 	ck_assert_ptr_nonnull(app);
-	/* Parameters take the segment as written, dots and all. */
-	res = zc_test_request(app, "GET", "/accounts/a.b-c_d~e%20f", NULL,
+	/* Parameters take the whole segment, dots and all. */
+	res = zc_test_request(app, "GET", "/accounts/a.b-c_d~e:f@g", NULL,
 			      NULL);
 	ck_assert_int_eq(zc_res_get_status(res), 200);
 	v = body_json(res);
 	ck_assert_str_eq(json_string_value(json_object_get(v, "id")),
-			 "a.b-c_d~e%20f");
+			 "a.b-c_d~e:f@g");
 	json_decref(v);
 	zc_res_free(res);
 	/* A parameter is never empty. */
@@ -582,6 +582,34 @@ START_TEST(test_query)
 }
 END_TEST
 
+/*
+ * zc_test_request decodes the target as libmicrohttpd decodes a real
+ * request's: %XX in the path and query, '+' as a space in the query.
+ */
+START_TEST(test_target_decoded_like_server)
+{
+	zc_app *app = zc_test_app(setup_api);
+	zc_res *res;
+	json_t *v;
+
+	ck_assert_ptr_nonnull(app);
+	expect_status(app, "POST", "/lo%67", 200);
+	res = zc_test_request(app, "GET", "/accounts/a%20b", NULL, NULL);
+	ck_assert_int_eq(zc_res_get_status(res), 200);
+	v = body_json(res);
+	ck_assert_str_eq(json_string_value(json_object_get(v, "id")), "a b");
+	json_decref(v);
+	zc_res_free(res);
+	res = zc_test_request(app, "GET", "/q?x=a%20b&y=c+d", NULL, NULL);
+	v = body_json(res);
+	ck_assert_str_eq(json_string_value(json_object_get(v, "x")), "a b");
+	ck_assert_str_eq(json_string_value(json_object_get(v, "y")), "c d");
+	json_decref(v);
+	zc_res_free(res);
+	zc_app_free(app);
+}
+END_TEST
+
 START_TEST(test_headers_case_insensitive)
 {
 	static const char *const hdrs[] = {
@@ -637,6 +665,7 @@ router_suite(void)
 	tcase_add_test(tc, test_root);
 	tcase_add_test(tc, test_query);
 	tcase_add_test(tc, test_headers_case_insensitive);
+	tcase_add_test(tc, test_target_decoded_like_server);
 	suite_add_tcase(s, tc);
 	return s;
 }
