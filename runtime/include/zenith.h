@@ -17,8 +17,9 @@
  *     zc_res_free().
  *
  * Thread safety: handlers run concurrently on several threads.  zc_req,
- * zc_res and zc_call are used by one thread at a time.  zc_log*, zc_service_url
- * and zc_money_* are safe from any thread.  zc_route*, zc_on_* are called
+ * zc_res and zc_call are used by one thread at a time.  zc_log*,
+ * zc_service_url, zc_strerror, zc_err_http_status, zc_json_dumps,
+ * zc_timestamp and zc_money_* are safe from any thread.  zc_route*, zc_on_* are called
  * only from zc_function_setup(), before the server starts.
  */
 #ifndef ZENITH_H
@@ -94,6 +95,19 @@ int zc_main(int argc, char **argv, int (*setup)(zc_app *app));
  */
 zc_err zc_route(zc_app *app, const char *method, const char *pattern,
 		zc_handler handler, void *arg);
+
+/*
+ * Like zc_route, for a handler that must run at most once per request even
+ * when callers retry: a request with an Idempotency-Key header runs once;
+ * a repeat with the same key and body gets the stored answer (with header
+ * Idempotent-Replayed: true); the same key with another body is a 422; a
+ * repeat while the first still runs is a 409 with Retry-After.  Answers of
+ * 5xx are not stored.  Keys are kept per method + pattern, at most
+ * ZC_IDEMPOTENCY_MAX_KEYS (10000) of them for ZC_IDEMPOTENCY_TTL_S (3600).
+ * Requests without the header run normally.
+ */
+zc_err zc_route_idempotent(zc_app *app, const char *method,
+			   const char *pattern, zc_handler handler, void *arg);
 
 /* Hooks.  init runs after setup, before the port opens (non-zero: the
  * process logs it and exits 1).  shutdown runs once after draining. */
@@ -220,8 +234,12 @@ void zc_call_connect_timeout_ms(zc_call *call, long connect_ms);
 /*
  * Perform the call (blocking, on the calling thread; connections are reused
  * per thread).  ZC_OK for a 1xx-3xx reply; ZC_ERR_HTTP for >= 400 (status
- * and body are still available); ZC_ERR_BAD_REPLY when the reply is not JSON
- * but zc_call_reply_json() is asked; otherwise a transport error.
+ * and body are still available); otherwise a transport error, and status 0
+ * with no reply.  Bad arguments given to zc_call_new or a failed setter
+ * (zc_call_json, zc_call_jsonf, zc_call_header) make perform return that
+ * error without sending anything: a half-built request never leaves.
+ * A reply that is not JSON is not an error here: zc_call_reply_json()
+ * returns NULL, which a handler treats as ZC_ERR_BAD_REPLY.
  */
 zc_err zc_call_perform(zc_call *call);
 int zc_call_status(const zc_call *call);          /* 0 if no reply */

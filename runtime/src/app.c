@@ -59,6 +59,7 @@ zc_app_free(zc_app *app)
 	if (app->init_ran && app->shutdown != NULL)
 		app->shutdown(app->shutdown_arg);
 	zc__router_free(app);
+	zc__idem_free(app->idem);
 	free(app);
 }
 
@@ -231,8 +232,14 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 			"flight; exiting",
 			left);
 	}
-	if (app->shutdown != NULL)
+	/*
+	 * The hook may free what handlers use, so it runs only once none is
+	 * running; past the drain deadline it is skipped, and said so.
+	 */
+	if (app->shutdown != NULL && left == 0)
 		app->shutdown(app->shutdown_arg);
+	else if (app->shutdown != NULL)
+		zc_warn("shutdown hook skipped: handlers still running");
 	app->init_ran = false; /* the shutdown hook has run */
 	zc_info("stopped");
 	if (left == 0)

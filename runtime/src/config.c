@@ -127,6 +127,8 @@ zc__config_load(zc_config *cfg, char *err, size_t errsize)
 	cfg->client_timeout_ms = 5000;
 	cfg->client_connect_timeout_ms = 2000;
 	cfg->client_max_reply = 8 * 1024 * 1024;
+	cfg->idem_max_keys = 10000;
+	cfg->idem_ttl_s = 3600;
 
 	v = cfg->port;
 	if (env_long("PORT", 1, 65535, &v, err, errsize))
@@ -179,6 +181,14 @@ zc__config_load(zc_config *cfg, char *err, size_t errsize)
 		     errsize))
 		return -1;
 	cfg->client_max_reply = (size_t)v;
+	v = (long)cfg->idem_max_keys;
+	if (env_long("ZC_IDEMPOTENCY_MAX_KEYS", 1, 10000000, &v, err,
+		     errsize))
+		return -1;
+	cfg->idem_max_keys = (size_t)v;
+	if (env_long("ZC_IDEMPOTENCY_TTL_S", 1, 30L * 86400, &cfg->idem_ttl_s,
+		     err, errsize))
+		return -1;
 	if (strcmp(cfg->readiness_path, cfg->liveness_path) == 0) {
 		snprintf(err, errsize,
 			 "ZC_READINESS_PATH and ZC_LIVENESS_PATH are both "

@@ -33,9 +33,17 @@ is_get_or_head(const char *m)
 	return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
 }
 
+static int idempotency_begin(zc_app *app, zc_req *req, zc_res *res,
+			     const struct zc_route *route,
+			     struct zc_idem_ticket *ticket);
+static void run_checks(zc_app *app, zc_req *req, zc_res *res,
+		       const struct zc_route *route, int rc);
+
 void
 zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 {
+	struct zc_idem_ticket ticket;
+	bool tracked = false;
 	char *segs[ZC_MAX_SEGS];
 	char allow[128];
 	const struct zc_route *route;
@@ -65,11 +73,6 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 		zc_res_error(res, 413,
 			     "request body exceeds the limit of %zu bytes",
 			     app->cfg.max_body);
-		return;
-	}
-	if (req->body_timeout) {
-		zc_res_error(res, 408, "request body not received within %ld ms",
-			     app->cfg.body_timeout_ms);
 		return;
 	}
 	if (req->path[0] != '/') {
@@ -120,18 +123,86 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 			req->nparams++;
 		}
 	}
+	if (route->idempotent) {
+		int idem = idempotency_begin(app, req, res, route, &ticket);
+		if (idem != ZC_IDEM_PROCEED && idem != ZC_IDEM_PROCEED_UNTRACKED)
+			return;
+		tracked = idem == ZC_IDEM_PROCEED;
+	}
 	zc__set_current(req);
 	rc = route->handler(req, res, route->arg);
 	zc__set_current(NULL);
+	run_checks(app, req, res, route, rc);
+	if (tracked)
+		zc__idem_finish(app->idem, &ticket, res);
+}
+
+/*
+ * An Idempotency-Key is an sf-string ("...") by the draft, but plain tokens
+ * are common (Stripe); both are accepted: printable ASCII, 1-255 chars.
+ */
+static int
+idempotency_begin(zc_app *app, zc_req *req, zc_res *res,
+		  const struct zc_route *route, struct zc_idem_ticket *ticket)
+{
+	const char *raw = zc_req_header(req, "Idempotency-Key");
+	char key[256], scope[ZC_MAX_SEGS * 8 + 160];
+	size_t n, i;
+	int rc;
+
+	if (raw == NULL)
+		return ZC_IDEM_PROCEED_UNTRACKED;
+	n = strlen(raw);
+	if (n >= 2 && raw[0] == '"' && raw[n - 1] == '"') {
+		raw++;
+		n -= 2;
+	}
+	for (i = 0; i < n; i++)
+		if (raw[i] < 0x21 || raw[i] > 0x7e || raw[i] == '"')
+			break;
+	if (n == 0 || n > 255 || i < n) {
+		zc_res_error(res, 400,
+			     "invalid Idempotency-Key: expected 1 to 255 "
+			     "printable ASCII characters");
+		return ZC_IDEM_MISMATCH;
+	}
+	memcpy(key, raw, n);
+	key[n] = '\0';
+	snprintf(scope, sizeof(scope), "%s %s", route->method, route->pattern);
+	rc = zc__idem_begin(app->idem, scope, key, req->body ? req->body : "",
+			    req->body_len, res, ticket);
+	switch (rc) {
+	case ZC_IDEM_REPLAY:
+		zc_res_header(res, "Idempotent-Replayed", "true");
+		zc_info("replayed the stored answer for Idempotency-Key %s",
+			key);
+		break;
+	case ZC_IDEM_CONFLICT:
+		zc_res_error(res, 409,
+			     "a request with this Idempotency-Key is still "
+			     "being processed");
+		zc_res_header(res, "Retry-After", "1");
+		break;
+	case ZC_IDEM_MISMATCH:
+		zc_res_error(res, 422,
+			     "this Idempotency-Key was used with a different "
+			     "payload");
+		break;
+	}
+	return rc;
+}
+
+static void
+run_checks(zc_app *app, zc_req *req, zc_res *res,
+	   const struct zc_route *route, int rc)
+{
 	if (rc != 0) {
 		/* The handler logged the detail; the client gets no internals. */
 		zc_error("handler for %s %s failed (returned %d)", req->method,
 			 route->pattern, rc);
 		zc__res_reset(res);
 		zc_res_error(res, 500, "internal error");
-		return;
-	}
-	if (zc__now_ns() > req->deadline_ns) {
+	} else if (zc__now_ns() > req->deadline_ns) {
 		/*
 		 * C cannot pre-empt a handler; the deadline bounds its
 		 * outbound calls, and a handler that still overran is
@@ -143,8 +214,7 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 		zc__res_reset(res);
 		zc_res_error(res, 504, "handler exceeded its deadline of %ld ms",
 			     app->cfg.handler_timeout_ms);
-		return;
-	}
-	if (res->status == 0)
+	} else if (res->status == 0) {
 		res->status = res->body != NULL ? 200 : 204;
+	}
 }

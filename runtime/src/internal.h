@@ -7,6 +7,7 @@
 
 #include "zenith.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -32,6 +33,8 @@ typedef struct zc_config {
 	long client_timeout_ms;
 	long client_connect_timeout_ms;
 	size_t client_max_reply;
+	size_t idem_max_keys;
+	long idem_ttl_s;
 } zc_config;
 
 /* Fill cfg from the environment.  On a bad value writes one line naming the
@@ -50,6 +53,7 @@ struct zc_route {
 	int literals;
 	zc_handler handler;
 	void *arg;
+	bool idempotent; /* zc_route_idempotent */
 };
 
 enum zc_state { ZC_STARTING = 0, ZC_READY, ZC_DRAINING };
@@ -64,6 +68,7 @@ struct zc_app {
 	void *shutdown_arg;
 	bool init_ran;
 	zc_config cfg;
+	struct zc_idem *idem; /* created with the first idempotent route */
 	atomic_int state;
 	atomic_long inflight;
 };
@@ -113,7 +118,6 @@ struct zc_req {
 	char *body;
 	size_t body_len, body_cap;
 	bool too_large;
-	bool body_timeout;
 	size_t discarded; /* bytes dropped after too_large */
 	json_t *json;
 	/* routing */
@@ -181,6 +185,53 @@ void zc__trace_child(const zc_req *req, char *out, size_t size);
 /* The request this thread is serving (for log lines), or NULL. */
 void zc__set_current(zc_req *req);
 zc_req *zc__current(void);
+
+/* ---- circuit breaker (breaker.c) ---- */
+enum { ZC_BREAKER_CLOSED = 0, ZC_BREAKER_HALF_OPEN, ZC_BREAKER_OPEN };
+
+struct zc_breaker {
+	pthread_mutex_t mu;
+	int state;
+	unsigned generation;
+	unsigned requests; /* admitted in this generation */
+	unsigned successes, consecutive_failures;
+	long long expiry_ns;
+	/* settings; failures_to_open 0 disables the breaker */
+	unsigned failures_to_open;
+	long long open_ns;
+	unsigned probes;
+};
+
+void zc__breaker_init(struct zc_breaker *b, unsigned failures, long open_ms,
+		      unsigned probes);
+/* ZC_OK and the generation to report back, or ZC_ERR_BREAKER_OPEN with
+ * the milliseconds until a probe may pass. */
+zc_err zc__breaker_allow(struct zc_breaker *b, unsigned *generation,
+			 long *retry_after_ms);
+void zc__breaker_done(struct zc_breaker *b, unsigned generation,
+		      bool success);
+int zc__breaker_state(struct zc_breaker *b);
+const char *zc__breaker_state_name(int state);
+
+/* ---- idempotency keys (idempotency.c) ---- */
+enum {
+	ZC_IDEM_PROCEED = 0,	   /* first time: run, then finish */
+	ZC_IDEM_PROCEED_UNTRACKED, /* out of memory: run untracked */
+	ZC_IDEM_REPLAY,		   /* res holds the stored answer */
+	ZC_IDEM_CONFLICT,	   /* same key still running: 409 */
+	ZC_IDEM_MISMATCH	   /* same key, other payload: 422 */
+};
+struct zc_idem;
+struct zc_idem_ticket {
+	uint64_t hash, id;
+};
+struct zc_idem *zc__idem_new(size_t max_keys, long ttl_s);
+void zc__idem_free(struct zc_idem *t);
+int zc__idem_begin(struct zc_idem *t, const char *scope, const char *key,
+		   const char *body, size_t len, zc_res *res,
+		   struct zc_idem_ticket *ticket);
+void zc__idem_finish(struct zc_idem *t, const struct zc_idem_ticket *ticket,
+		     const zc_res *res);
 
 /* ---- time ---- */
 long long zc__now_ns(void);

@@ -339,6 +339,8 @@ zc_call_jsonf(zc_call *call, const char *fmt, ...)
 	va_end(ap);
 	if (v == NULL) {
 		zc_error("zc_call_jsonf(\"%s\"): %s", fmt, e.text);
+		/* mark the call failed, so perform never sends it bodiless */
+		zc_call_json(call, NULL);
 		return ZC_ERR_INVALID;
 	}
 	err = zc_call_json(call, v);

@@ -75,9 +75,32 @@ same_shape(const struct zc_route *a, const struct zc_route *b)
 	return 1;
 }
 
+static zc_err add_route(zc_app *app, const char *method, const char *pattern,
+			zc_handler handler, void *arg, bool idempotent);
+
 zc_err
 zc_route(zc_app *app, const char *method, const char *pattern,
 	 zc_handler handler, void *arg)
+{
+	return add_route(app, method, pattern, handler, arg, false);
+}
+
+zc_err
+zc_route_idempotent(zc_app *app, const char *method, const char *pattern,
+		    zc_handler handler, void *arg)
+{
+	if (app != NULL && app->idem == NULL) {
+		app->idem = zc__idem_new(app->cfg.idem_max_keys,
+					 app->cfg.idem_ttl_s);
+		if (app->idem == NULL)
+			return ZC_ERR_NOMEM;
+	}
+	return add_route(app, method, pattern, handler, arg, true);
+}
+
+static zc_err
+add_route(zc_app *app, const char *method, const char *pattern,
+	  zc_handler handler, void *arg, bool idempotent)
 {
 	struct zc_route r;
 	char *copy;
@@ -96,6 +119,7 @@ zc_route(zc_app *app, const char *method, const char *pattern,
 	snprintf(r.method, sizeof(r.method), "%s", method);
 	r.handler = handler;
 	r.arg = arg;
+	r.idempotent = idempotent;
 	r.pattern = strdup(pattern);
 	copy = strdup(pattern + 1);
 	if (r.pattern == NULL || copy == NULL) {
