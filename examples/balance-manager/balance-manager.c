@@ -1,8 +1,12 @@
 /*
  * balance-manager - keeps balances: POST /update {"account", "amount"}.
- * The seed's Function 2, with exact cents and a thread-safe ledger; it
- * reports every change to audit-logger, and an audit failure does not fail
- * the update (the seed's behaviour) but is logged as a complete record.
+ * The seed's Function 2, with exact cents and a thread-safe ledger.
+ * Every update is applied exactly once per Idempotency-Key (the runtime
+ * replays the stored answer to a retry), and reported to audit-logger:
+ * fire-and-forget by default (AUDIT_MODE=async), or in line
+ * (AUDIT_MODE=sync).  An audit failure never fails the update (the seed's
+ * behaviour) and is never lost: the runtime retries it and, if it still
+ * cannot deliver, logs the complete record.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,34 +15,35 @@
 #include "ledger.h"
 
 static ledger *balances;
+static int audit_async = 1;
 
 static void
 audit(zc_req *req, const char *account, int64_t amount, int64_t balance)
 {
-	json_t *record;
 	zc_call *call;
-	zc_err err = ZC_ERR_NOMEM;
-	char *text;
+	zc_err err;
 
-	record = json_pack("{s:s, s:{s:s, s:o, s:o}}", "action",
-			   "balance_update", "details", "account", account,
-			   "amount", zc_money_json_new(amount), "new_balance",
-			   zc_money_json_new(balance));
 	call = zc_call_new(req, "audit-logger", "POST", "/log");
-	if (record != NULL && call != NULL &&
-	    (err = zc_call_json(call, record)) == ZC_OK)
-		err = zc_call_perform(call);
-	if (err == ZC_OK) {
-		zc_debug("audit logged for %s", account);
-	} else {
-		/* Never lost: the complete record goes to the log. */
-		text = record != NULL ? zc_json_dumps(record) : NULL;
-		zc_warn("[AUDIT-UNDELIVERED] %s (%s, HTTP %d)",
-			text != NULL ? text : "(out of memory)",
-			zc_strerror(err), call ? zc_call_status(call) : 0);
-		free(text);
+	if (call == NULL) {
+		zc_error("[AUDIT-UNDELIVERED] out of memory for %s", account);
+		return;
 	}
-	json_decref(record);
+	err = zc_call_jsonf(call, "{s:s, s:{s:s, s:o, s:o}}", "action",
+			    "balance_update", "details", "account", account,
+			    "amount", zc_money_json_new(amount), "new_balance",
+			    zc_money_json_new(balance));
+	if (err == ZC_OK && audit_async) {
+		err = zc_call_send_async(call);
+		if (err == ZC_OK)
+			return; /* the runtime owns the call now */
+		/* queue full: deliver in line rather than drop it */
+		zc_warn("audit queue: %s; sending in line", zc_strerror(err));
+	}
+	if (err == ZC_OK || err == ZC_ERR_QUEUE_FULL)
+		err = zc_call_perform(call);
+	if (err != ZC_OK)
+		zc_warn("[AUDIT-UNDELIVERED] account %s: %s (HTTP %d)",
+			account, zc_strerror(err), zc_call_status(call));
 	zc_call_free(call);
 }
 
@@ -82,7 +87,18 @@ handle_update(zc_req *req, zc_res *res, void *arg)
 static int
 init(void *arg)
 {
+	const char *mode = getenv("AUDIT_MODE");
+
 	(void)arg;
+	if (mode != NULL && *mode != '\0') {
+		if (strcmp(mode, "sync") == 0) {
+			audit_async = 0;
+		} else if (strcmp(mode, "async") != 0) {
+			zc_error("AUDIT_MODE=\"%s\": expected sync or async",
+				 mode);
+			return -1;
+		}
+	}
 	balances = ledger_new();
 	return balances == NULL ? -1 : 0;
 }
@@ -100,5 +116,8 @@ zc_function_setup(zc_app *app)
 {
 	zc_on_init(app, init, NULL);
 	zc_on_shutdown(app, shutdown_ledger, NULL);
-	return zc_route(app, "POST", "/update", handle_update, NULL);
+	if (zc_service(app, "audit-logger", NULL) != ZC_OK)
+		return -1;
+	return zc_route_idempotent(app, "POST", "/update", handle_update,
+				   NULL);
 }

@@ -3,7 +3,8 @@
  * {"account", "amount"} moves money through balance-manager.  The seed's
  * Function 1; the transaction id is made first (unique even within one
  * second, unlike the seed's TXN-<unix seconds>) and sent as the
- * Idempotency-Key of the balance update.
+ * Idempotency-Key of the balance update, so the runtime may retry the
+ * update through faults and balance-manager still applies it once.
  */
 #include <stdio.h>
 #include <sys/random.h>
@@ -28,15 +29,16 @@ downstream_failed(zc_res *res, zc_call *call, zc_err err)
 	int status = zc_call_status(call);
 	json_t *reply = zc_call_reply_json(call);
 
-	zc_warn("balance-manager call failed: %s (HTTP %d)", zc_strerror(err),
-		status);
-	/* A client error from balance-manager is the client's: pass it on. */
+	zc_warn("balance-manager call failed after %d attempt(s): %s (HTTP "
+		"%d)",
+		zc_call_attempts(call), zc_strerror(err), status);
+	/* A client error from balance-manager is the client's: pass it on
+	 * (409 "still in flight" excepted: that one is ours to retry). */
 	if (err == ZC_ERR_HTTP && status >= 400 && status < 500 &&
-	    reply != NULL && json_is_object(reply))
+	    status != 409 && status != 429 && reply != NULL &&
+	    json_is_object(reply))
 		return zc_res_json(res, status, json_incref(reply));
-	return zc_res_error(res, zc_err_http_status(err),
-			    "balance-manager unavailable: %s",
-			    zc_strerror(err));
+	return zc_res_call_error(res, call, err);
 }
 
 static int
@@ -92,5 +94,8 @@ handle_transaction(zc_req *req, zc_res *res, void *arg)
 int
 zc_function_setup(zc_app *app)
 {
+	/* retries are safe: every update carries its Idempotency-Key */
+	if (zc_service(app, "balance-manager", NULL) != ZC_OK)
+		return -1;
 	return zc_route(app, "POST", "/transaction", handle_transaction, NULL);
 }

@@ -209,11 +209,42 @@ typedef struct zc_call zc_call;
 /*
  * Resolve a function name to its base URL (no trailing slash) into buf:
  *   1. env <NAME>_URL (name upper-cased, '-' -> '_'), e.g. BALANCE_MANAGER_URL
- *   2. http://<name>.<POD_NAMESPACE or "default">.svc.cluster.local
+ *   2. with DAPR_HTTP_PORT set, the Dapr sidecar:
+ *      http://127.0.0.1:<DAPR_HTTP_PORT>/v1.0/invoke/<name>/method
+ *      (calls then carry dapr-api-token when DAPR_API_TOKEN is set)
+ *   3. http://<name>.<POD_NAMESPACE or "default">.svc.cluster.local
  * ZC_ERR_INVALID for an empty or malformed name, ZC_ERR_TOO_LARGE if buf is
  * too small.
  */
 zc_err zc_service_url(const char *service, char *buf, size_t size);
+
+/*
+ * How calls to one target behave.  Every call to a target shares its
+ * circuit breaker and bulkhead.  Precedence, highest first: per-call
+ * setters, per-target env (<NAME>_TIMEOUT_MS, <NAME>_CONNECT_TIMEOUT_MS,
+ * <NAME>_RETRIES, <NAME>_BREAKER_FAILURES, <NAME>_BREAKER_OPEN_MS,
+ * <NAME>_MAX_CONCURRENT), zc_service() in code, global env (ZC_CLIENT_*,
+ * ZC_BREAKER_*), built-in defaults (in parentheses).
+ */
+typedef struct zc_policy {
+	long timeout_ms;	 /* whole call, retries included (5000) */
+	long connect_timeout_ms; /* each connection attempt (2000) */
+	int retries;		 /* extra attempts when safe (2; Dapr: 0,
+				    the sidecar retries itself) */
+	long backoff_ms;	 /* first backoff, doubled each time (50) */
+	long backoff_max_ms;	 /* backoff cap (1000); jitter: 50-100% */
+	int breaker_failures;	 /* consecutive failures that open (5); 0 off */
+	long breaker_open_ms;	 /* open before half-open (10000) */
+	int breaker_probes;	 /* half-open probes; as many successes
+				    close it (3) */
+	int max_concurrent;	 /* bulkhead: calls in flight (0 = no bound) */
+} zc_policy;
+
+/* The defaults in force (built-in, then global env) into p. */
+void zc_policy_default(zc_policy *p);
+/* Declare a target in zc_function_setup: its policy (NULL: defaults) and a
+ * start-up log line saying how it is reached (env URL, Dapr, Knative). */
+zc_err zc_service(zc_app *app, const char *name, const zc_policy *policy);
 
 /*
  * A call to service's path.  inbound is the request being served (or NULL):
@@ -233,7 +264,19 @@ void zc_call_timeout_ms(zc_call *call, long total_ms);
 void zc_call_connect_timeout_ms(zc_call *call, long connect_ms);
 /*
  * Perform the call (blocking, on the calling thread; connections are reused
- * per thread).  ZC_OK for a 1xx-3xx reply; ZC_ERR_HTTP for >= 400 (status
+ * per thread), with the target's policy:
+ *  - retries with exponential backoff and jitter, within the call's time
+ *    budget, honouring Retry-After; only when a repeat cannot apply twice:
+ *    GET, HEAD, PUT, DELETE, OPTIONS, or any method carrying an
+ *    Idempotency-Key header (sent unchanged on every attempt); on refused,
+ *    reset, DNS or timed-out connections and on 429, 502, 503, 504 (and 409
+ *    "still in flight" for keyed calls);
+ *  - the circuit breaker (transport errors and 5xx count as failures; an
+ *    open breaker fails at once with ZC_ERR_BREAKER_OPEN);
+ *  - the bulkhead (ZC_ERR_BULKHEAD_FULL at once when full);
+ *  - trace context from the inbound request: traceparent (same trace, a
+ *    new parent-id per call; started when the request had none),
+ *    tracestate, b3 / x-b3-* and x-request-id, with no handler code.  ZC_OK for a 1xx-3xx reply; ZC_ERR_HTTP for >= 400 (status
  * and body are still available); otherwise a transport error, and status 0
  * with no reply.  Bad arguments given to zc_call_new or a failed setter
  * (zc_call_json, zc_call_jsonf, zc_call_header) make perform return that
@@ -243,6 +286,10 @@ void zc_call_connect_timeout_ms(zc_call *call, long connect_ms);
  */
 zc_err zc_call_perform(zc_call *call);
 int zc_call_status(const zc_call *call);          /* 0 if no reply */
+int zc_call_attempts(const zc_call *call);        /* attempts made */
+/* When the failure says when to come back (breaker open, Retry-After),
+ * the milliseconds to wait; else 0. */
+long zc_call_retry_after_ms(const zc_call *call);
 const char *zc_call_reply(const zc_call *call, size_t *len);
 /* Reply parsed as JSON (borrowed, owned by call), or NULL. */
 json_t *zc_call_reply_json(zc_call *call);
@@ -253,6 +300,21 @@ void zc_call_free(zc_call *call);
 /* The status a handler should answer when a downstream call failed with
  * err: 504 for timeouts, 503 for breaker/bulkhead, 502 otherwise. */
 int zc_err_http_status(zc_err err);
+
+/* Answer res for a failed call: zc_err_http_status(err), a JSON error
+ * naming the target, and Retry-After when the call knows one. */
+zc_err zc_res_call_error(zc_res *res, const zc_call *call, zc_err err);
+
+/*
+ * Fire-and-forget: hand the call to the runtime's delivery queue and
+ * return at once.  ZC_OK: the runtime owns call now (it performs it with
+ * the target's retries on its own worker thread and frees it); anything it
+ * finally cannot deliver is logged as a complete [UNDELIVERED] record.
+ * ZC_ERR_QUEUE_FULL (ZC_ASYNC_QUEUE_SIZE, 1024) or a setup error: nothing
+ * was queued and the caller still owns call.  On SIGTERM the queue is
+ * drained within ZC_DRAIN_TIMEOUT_MS; what is left is logged, not lost.
+ */
+zc_err zc_call_send_async(zc_call *call);
 
 /* ---------------------------------------------------------------------
  * Logging: one line per message to stderr; LOG_LEVEL=debug|info|warn|error

@@ -56,6 +56,8 @@ zc_app_free(zc_app *app)
 {
 	if (app == NULL)
 		return;
+	/* deliver what handlers queued, as a served function does */
+	zc__async_drain(zc__now_ns() + app->cfg.drain_timeout_ms * 1000000LL);
 	if (app->init_ran && app->shutdown != NULL)
 		app->shutdown(app->shutdown_arg);
 	zc__router_free(app);
@@ -114,6 +116,17 @@ run_setup(zc_app *app, int (*setup)(zc_app *))
 	return 0;
 }
 
+/* Client defaults from the environment, before setup declares targets. */
+static void
+apply_client_config(const zc_config *cfg)
+{
+	zc__policy_set_global(&cfg->policy);
+	zc__client_set_defaults(cfg->policy.timeout_ms,
+				cfg->policy.connect_timeout_ms,
+				cfg->client_max_reply);
+	zc__async_configure(cfg->async_queue, cfg->async_workers);
+}
+
 zc_app *
 zc_test_app(int (*setup)(zc_app *app))
 {
@@ -128,10 +141,7 @@ zc_test_app(int (*setup)(zc_app *app))
 		free(app);
 		return NULL;
 	}
-	/* the same client settings as a served function */
-	zc__client_set_defaults(app->cfg.client_timeout_ms,
-				app->cfg.client_connect_timeout_ms,
-				app->cfg.client_max_reply);
+	apply_client_config(&app->cfg);
 	if (run_setup(app, setup) != 0) {
 		zc_app_free(app);
 		return NULL;
@@ -142,10 +152,8 @@ zc_test_app(int (*setup)(zc_app *app))
 
 /* Wait for in-flight requests to finish, up to the drain deadline. */
 static long
-drain(zc_app *app)
+drain(zc_app *app, long long deadline)
 {
-	long long deadline =
-		zc__now_ns() + app->cfg.drain_timeout_ms * 1000000LL;
 	struct timespec tick = {0, 5 * 1000000L};
 	long n;
 
@@ -161,6 +169,7 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 	char err[256];
 	struct zc_server *srv;
 	sigset_t set;
+	long long deadline;
 	zc_app *app;
 	long left;
 	int sig;
@@ -193,9 +202,7 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 		free(app);
 		return 1;
 	}
-	zc__client_set_defaults(app->cfg.client_timeout_ms,
-				app->cfg.client_connect_timeout_ms,
-				app->cfg.client_max_reply);
+	apply_client_config(&app->cfg);
 	if (run_setup(app, setup) != 0) {
 		zc_app_free(app);
 		return 1;
@@ -219,8 +226,11 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 	atomic_store(&app->state, ZC_DRAINING);
 	zc_info("%s: draining (%ld in flight, up to %ld ms)", strsignal(sig),
 		(long)atomic_load(&app->inflight), app->cfg.drain_timeout_ms);
+	deadline = zc__now_ns() + app->cfg.drain_timeout_ms * 1000000LL;
 	zc__server_quiesce(srv);
-	left = drain(app);
+	left = drain(app, deadline);
+	/* then the async calls those requests queued, in the time left */
+	zc__async_drain(deadline);
 	if (left == 0) {
 		zc__server_stop(srv);
 	} else {

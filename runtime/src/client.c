@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* Built-in defaults; zc__client_set_defaults() overrides them at start-up. */
 #define ZC_CLIENT_TIMEOUT_MS 5000L
@@ -34,7 +35,14 @@
 #define ZC_METHOD_MAX 16
 
 struct zc_call {
-	zc_req *inbound; /* for the deadline now; trace headers later */
+	zc_req *inbound; /* for the deadline; NULL once queued async */
+	struct zc_target *target;
+	struct curl_slist *propagated; /* trace headers, copied at new */
+	bool keyed;		       /* carries an Idempotency-Key */
+	bool timeout_set, connect_set; /* per-call setters used */
+	int attempts;
+	long retry_after_ms;
+	long long drain_deadline_ns; /* async calls during shutdown */
 	/*
 	 * The first error from zc_call_new/json/header.  perform returns it
 	 * without sending, so a handler that ignored a setter's result never
@@ -103,13 +111,17 @@ zc__client_global_init(void)
 void
 zc__client_set_defaults(long timeout_ms, long connect_ms, size_t max_reply)
 {
+	zc_policy p;
+
 	/* Non-positive means "not configured": keep the built-in default. */
+	zc_policy_default(&p);
 	if (timeout_ms > 0)
-		default_timeout_ms = timeout_ms;
+		default_timeout_ms = p.timeout_ms = timeout_ms;
 	if (connect_ms > 0)
-		default_connect_ms = connect_ms;
+		default_connect_ms = p.connect_timeout_ms = connect_ms;
 	if (max_reply > 0)
 		default_max_reply = max_reply;
+	zc__policy_set_global(&p);
 }
 
 /* Runs when a thread exits, so a worker's connections close with it. */
@@ -217,6 +229,57 @@ setup_fail(zc_call *call, zc_err err)
 	return err;
 }
 
+static int
+add_header(struct curl_slist **l, const char *name, const char *value)
+{
+	char line[1024];
+	struct curl_slist *t;
+
+	if (value == NULL || *value == '\0' || strlen(value) > 900 ||
+	    !valid_header_value(value))
+		return 0; /* nothing to forward, or not forwardable */
+	snprintf(line, sizeof(line), "%s: %s", name, value);
+	if ((t = curl_slist_append(*l, line)) == NULL)
+		return -1;
+	*l = t;
+	return 0;
+}
+
+/*
+ * The trace context this call carries, copied now: an async call outlives
+ * its inbound request.  W3C traceparent gets a new parent-id (this call is
+ * a new span of the same trace); tracestate, B3 and x-request-id go on
+ * unchanged (B3 shares span ids between client and server sides).
+ */
+static int
+propagate(zc_call *call, zc_req *inbound)
+{
+	static const char *const verbatim[] = {
+		"b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid",
+		"x-b3-sampled", "x-b3-flags", "x-request-id",
+	};
+	char tp[64];
+	size_t i;
+
+	if (inbound == NULL)
+		inbound = zc__current();
+	if (inbound == NULL || inbound->trace.trace_id[0] == '\0')
+		return 0;
+	zc__trace_child(inbound, tp, sizeof(tp));
+	if (add_header(&call->propagated, "traceparent", tp) != 0)
+		return -1;
+	/* tracestate belongs to the traceparent it came with */
+	if (inbound->trace.inbound &&
+	    add_header(&call->propagated, "tracestate",
+		       zc_req_header(inbound, "tracestate")) != 0)
+		return -1;
+	for (i = 0; i < sizeof(verbatim) / sizeof(verbatim[0]); i++)
+		if (add_header(&call->propagated, verbatim[i],
+			       zc_req_header(inbound, verbatim[i])) != 0)
+			return -1;
+	return 0;
+}
+
 zc_call *
 zc_call_new(zc_req *inbound, const char *service, const char *method,
 	    const char *path)
@@ -232,6 +295,10 @@ zc_call_new(zc_req *inbound, const char *service, const char *method,
 	call->timeout_ms = default_timeout_ms;
 	call->connect_ms = default_connect_ms;
 	call->max_reply = default_max_reply;
+	if (propagate(call, inbound) != 0) {
+		zc_call_free(call);
+		return NULL;
+	}
 
 	/*
 	 * zc_call_new returns NULL only for ENOMEM, so bad arguments are
@@ -250,6 +317,14 @@ zc_call_new(zc_req *inbound, const char *service, const char *method,
 		call->setup_err = err;
 		return call;
 	}
+	if ((call->target = zc__target_get(service)) == NULL) {
+		zc_call_free(call);
+		return NULL;
+	}
+	if (!call->timeout_set)
+		call->timeout_ms = call->target->policy.timeout_ms;
+	if (!call->connect_set)
+		call->connect_ms = call->target->policy.connect_timeout_ms;
 
 	blen = strlen(base);
 	plen = strlen(path);
@@ -312,6 +387,8 @@ zc_call_header(zc_call *call, const char *name, const char *value)
 	if (l == NULL)
 		return setup_fail(call, ZC_ERR_NOMEM);
 	call->headers = l;
+	if (strcasecmp(name, "Idempotency-Key") == 0)
+		call->keyed = true;
 	if (strcasecmp(name, "Accept") == 0)
 		call->user_accept = true;
 	else if (strcasecmp(name, "Content-Type") == 0)
@@ -324,7 +401,10 @@ zc_call_timeout_ms(zc_call *call, long total_ms)
 {
 	if (call == NULL)
 		return;
-	call->timeout_ms = total_ms > 0 ? total_ms : default_timeout_ms;
+	call->timeout_set = total_ms > 0;
+	call->timeout_ms = total_ms > 0 ? total_ms
+		: call->target != NULL ? call->target->policy.timeout_ms
+				       : default_timeout_ms;
 }
 
 void
@@ -332,7 +412,11 @@ zc_call_connect_timeout_ms(zc_call *call, long connect_ms)
 {
 	if (call == NULL)
 		return;
-	call->connect_ms = connect_ms > 0 ? connect_ms : default_connect_ms;
+	call->connect_set = connect_ms > 0;
+	call->connect_ms = connect_ms > 0 ? connect_ms
+		: call->target != NULL
+			? call->target->policy.connect_timeout_ms
+			: default_connect_ms;
 }
 
 static void
@@ -383,6 +467,28 @@ on_reply_data(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
+/* curl's header callback: keep Retry-After (delta-seconds form). */
+static size_t
+on_reply_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+	zc_call *call = arg;
+	size_t n = size * nmemb;
+
+	if (n > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
+		char buf[32];
+		size_t k = n - 12 < sizeof(buf) - 1 ? n - 12 : sizeof(buf) - 1;
+		char *end;
+		long v;
+
+		memcpy(buf, data + 12, k);
+		buf[k] = '\0';
+		v = strtol(buf, &end, 10);
+		if (end != buf && v >= 0 && v < 86400)
+			call->retry_after_ms = v * 1000;
+	}
+	return n;
+}
+
 static bool
 method_has_body(const char *m)
 {
@@ -426,6 +532,14 @@ build_headers(const zc_call *call)
 			goto fail;
 		l = t;
 	}
+	for (h = call->propagated; h != NULL; h = h->next) {
+		if ((t = curl_slist_append(l, h->data)) == NULL)
+			goto fail;
+		l = t;
+	}
+	if (call->target != NULL && call->target->mode == ZC_MODE_DAPR &&
+	    add_header(&l, "dapr-api-token", getenv("DAPR_API_TOKEN")) != 0)
+		goto fail;
 	return l;
 fail:
 	curl_slist_free_all(l);
@@ -482,6 +596,11 @@ setup_handle(zc_call *call, CURL *curl, struct curl_slist *hdrs,
 				      on_reply_data);
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(curl, CURLOPT_WRITEDATA, call);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION,
+				      on_reply_header);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(curl, CURLOPT_HEADERDATA, call);
 	/* Refuse a declared Content-Length over the cap before reading it. */
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE,
@@ -568,6 +687,7 @@ call_attempt(zc_call *call, CURL *curl, struct curl_slist *hdrs,
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, NULL);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, NULL);
+	curl_easy_setopt(curl, CURLOPT_HEADERDATA, NULL);
 
 	if (rc != CURLE_OK) {
 		err = map_curl_error(call, rc);
@@ -586,11 +706,111 @@ call_attempt(zc_call *call, CURL *curl, struct curl_slist *hdrs,
 	return ZC_OK;
 }
 
+/* Could a repeat of this call apply twice?  Then it is never retried. */
+static bool
+repeatable(const zc_call *call)
+{
+	static const char *const safe[] = {"GET", "HEAD", "PUT", "DELETE",
+					   "OPTIONS"};
+	size_t i;
+
+	if (call->keyed)
+		return true; /* the server dedupes on the key */
+	for (i = 0; i < sizeof(safe) / sizeof(safe[0]); i++)
+		if (strcmp(call->method, safe[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Is this outcome worth another attempt? */
+static bool
+transient(const zc_call *call, zc_err err)
+{
+	switch (err) {
+	case ZC_ERR_REFUSED:
+	case ZC_ERR_DNS:
+	case ZC_ERR_TRANSPORT:
+	case ZC_ERR_TIMEOUT:
+		return true;
+	case ZC_ERR_HTTP:
+		return call->status == 429 || call->status == 502 ||
+		       call->status == 503 || call->status == 504 ||
+		       (call->status == 409 && call->keyed);
+	default:
+		return false;
+	}
+}
+
+/* Transport failures and 5xx say the target is unwell; 4xx does not. */
+static bool
+breaker_failure(const zc_call *call, zc_err err)
+{
+	if (err == ZC_OK)
+		return false;
+	if (err == ZC_ERR_HTTP)
+		return call->status >= 500;
+	return err == ZC_ERR_REFUSED || err == ZC_ERR_DNS ||
+	       err == ZC_ERR_TRANSPORT || err == ZC_ERR_TIMEOUT ||
+	       err == ZC_ERR_DEADLINE;
+}
+
+/* Exponential backoff with jitter: 50-100% of base * 2^n, capped. */
+static long
+backoff_ms(const zc_policy *p, int attempt)
+{
+	long d = p->backoff_ms > 0 ? p->backoff_ms : 1;
+	int i;
+
+	for (i = 1; i < attempt && d < p->backoff_max_ms; i++)
+		d *= 2;
+	if (d > p->backoff_max_ms)
+		d = p->backoff_max_ms;
+	return d / 2 + (long)(zc__rand64() % (uint64_t)(d / 2 + 1));
+}
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+/* One attempt through the bulkhead and the breaker. */
+static zc_err
+guarded_attempt(zc_call *call, CURL *curl, struct curl_slist *hdrs,
+		long total, long connect)
+{
+	struct zc_target *t = call->target;
+	unsigned generation = 0;
+	zc_err err;
+
+	if (t->policy.max_concurrent > 0 &&
+	    atomic_fetch_add(&t->inflight, 1) >= t->policy.max_concurrent) {
+		atomic_fetch_sub(&t->inflight, 1);
+		return ZC_ERR_BULKHEAD_FULL;
+	}
+	err = zc__breaker_allow(&t->breaker, &generation,
+				&call->retry_after_ms);
+	if (err == ZC_OK) {
+		call->attempts++;
+		call->retry_after_ms = 0;
+		err = call_attempt(call, curl, hdrs, total, connect);
+		zc__breaker_done(&t->breaker, generation,
+				 !breaker_failure(call, err));
+	}
+	if (t->policy.max_concurrent > 0)
+		atomic_fetch_sub(&t->inflight, 1);
+	return err;
+}
+
 zc_err
 zc_call_perform(zc_call *call)
 {
 	struct curl_slist *hdrs;
-	long total, connect, left;
+	long long now, end;
+	long total, connect, left, wait;
 	bool clamped = false;
 	CURL *curl;
 	zc_err err;
@@ -598,11 +818,12 @@ zc_call_perform(zc_call *call)
 	if (call == NULL)
 		return ZC_ERR_INVALID;
 	reply_clear(call);
+	call->attempts = 0;
+	call->retry_after_ms = 0;
 	if (call->setup_err != ZC_OK)
 		return call->setup_err;
 
 	total = call->timeout_ms;
-	connect = call->connect_ms;
 	if (call->inbound != NULL) {
 		/*
 		 * Our caller stops waiting at its deadline; work past it is
@@ -616,25 +837,92 @@ zc_call_perform(zc_call *call)
 			clamped = true;
 		}
 	}
-	/* curl would let a connect timeout outlive the total one. */
-	if (connect > total)
-		connect = total;
+	if (call->drain_deadline_ns != 0) {
+		left = (long)((call->drain_deadline_ns - zc__now_ns()) /
+			      1000000LL);
+		if (left <= 0)
+			return ZC_ERR_DEADLINE;
+		if (left < total) {
+			total = left;
+			clamped = true;
+		}
+	}
+	end = zc__now_ns() + (long long)total * 1000000LL;
 
 	if ((curl = thread_handle()) == NULL)
 		return ZC_ERR_NOMEM;
 	if ((hdrs = build_headers(call)) == NULL)
 		return ZC_ERR_NOMEM;
 
-	err = call_attempt(call, curl, hdrs, total, connect);
+	for (;;) {
+		now = zc__now_ns();
+		left = (long)((end - now) / 1000000LL);
+		if (left <= 0) {
+			err = ZC_ERR_TIMEOUT;
+			break;
+		}
+		connect = call->connect_ms < left ? call->connect_ms : left;
+		err = guarded_attempt(call, curl, hdrs, left, connect);
+		if (err == ZC_OK || !transient(call, err) ||
+		    !repeatable(call) ||
+		    call->attempts > call->target->policy.retries)
+			break;
+		wait = backoff_ms(&call->target->policy, call->attempts);
+		if (call->retry_after_ms > wait)
+			wait = call->retry_after_ms;
+		if (zc__now_ns() + (long long)wait * 1000000LL >= end)
+			break; /* no time left for another attempt */
+		zc_info("retrying %s %s in %ld ms (attempt %d failed: %s%s%d)",
+			call->method, call->url, wait, call->attempts,
+			zc_strerror(err), err == ZC_ERR_HTTP ? " " : "",
+			err == ZC_ERR_HTTP ? call->status : 0);
+		sleep_ms(wait);
+	}
 	curl_slist_free_all(hdrs);
 
 	/*
 	 * Time ran out because the inbound request's deadline did, not the
-	 * call's own timeout: report that, so retry logic never retries it.
+	 * call's own timeout: report that, so no caller retries it.
 	 */
-	if (err == ZC_ERR_TIMEOUT && clamped)
+	if (err == ZC_ERR_TIMEOUT && clamped && zc__now_ns() >= end - 1000000LL)
 		err = ZC_ERR_DEADLINE;
 	return err;
+}
+
+int
+zc_call_attempts(const zc_call *call)
+{
+	return call != NULL ? call->attempts : 0;
+}
+
+long
+zc_call_retry_after_ms(const zc_call *call)
+{
+	return call != NULL ? call->retry_after_ms : 0;
+}
+
+zc_err
+zc_res_call_error(zc_res *res, const zc_call *call, zc_err err)
+{
+	char ra[24];
+	long ms = zc_call_retry_after_ms(call);
+	const char *target =
+		call != NULL && call->target != NULL ? call->target->name
+						     : "downstream";
+
+	if (ms > 0 && (err == ZC_ERR_BREAKER_OPEN || err == ZC_ERR_HTTP ||
+		       err == ZC_ERR_BULKHEAD_FULL)) {
+		snprintf(ra, sizeof(ra), "%ld", (ms + 999) / 1000);
+		zc_res_header(res, "Retry-After", ra);
+	} else if (err == ZC_ERR_BULKHEAD_FULL) {
+		zc_res_header(res, "Retry-After", "1");
+	}
+	if (err == ZC_ERR_HTTP)
+		return zc_res_error(res, zc_err_http_status(err),
+				    "%s failed: HTTP %d", target,
+				    zc_call_status(call));
+	return zc_res_error(res, zc_err_http_status(err), "%s unavailable: %s",
+			    target, zc_strerror(err));
 }
 
 int
@@ -689,7 +977,52 @@ zc_call_free(zc_call *call)
 		return;
 	reply_clear(call);
 	curl_slist_free_all(call->headers);
+	curl_slist_free_all(call->propagated);
 	free(call->body);
 	free(call->url);
 	free(call);
+}
+
+void
+zc__call_detach(zc_call *call)
+{
+	/* The inbound request ends before the queued call runs. */
+	call->inbound = NULL;
+}
+
+void
+zc__call_set_drain_deadline(zc_call *call, long long deadline_ns)
+{
+	call->drain_deadline_ns = deadline_ns;
+}
+
+zc_err
+zc__call_setup_err(const zc_call *call)
+{
+	return call->setup_err;
+}
+
+/* A complete, replayable record of the call, as one line of JSON. */
+char *
+zc__call_record(const zc_call *call)
+{
+	const struct curl_slist *h;
+	json_t *rec, *hdrs;
+	char *out;
+
+	hdrs = json_array();
+	for (h = call->headers; h != NULL && hdrs != NULL; h = h->next)
+		json_array_append_new(hdrs, json_string(h->data));
+	for (h = call->propagated; h != NULL && hdrs != NULL; h = h->next)
+		json_array_append_new(hdrs, json_string(h->data));
+	rec = json_pack("{s:s, s:s, s:o, s:s%}", "method", call->method, "url",
+			call->url != NULL ? call->url : "", "headers",
+			hdrs != NULL ? hdrs : json_array(), "body",
+			call->body != NULL ? call->body : "",
+			call->body != NULL ? call->body_len : (size_t)0);
+	if (rec == NULL)
+		return NULL;
+	out = zc_json_dumps(rec);
+	json_decref(rec);
+	return out;
 }

@@ -39,6 +39,18 @@ env_long(const char *name, long min, long max, long *out, char *err,
 }
 
 static int
+env_int(const char *name, int min, int max, int *out, char *err,
+	size_t errsize)
+{
+	long v = *out;
+
+	if (env_long(name, min, max, &v, err, errsize))
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+static int
 env_path(const char *name, const char **out, char *err, size_t errsize)
 {
 	const char *s = getenv(name);
@@ -124,9 +136,10 @@ zc__config_load(zc_config *cfg, char *err, size_t errsize)
 	cfg->max_connections = 0; /* libmicrohttpd's default */
 	cfg->readiness_path = "/health/readiness";
 	cfg->liveness_path = "/health/liveness";
-	cfg->client_timeout_ms = 5000;
-	cfg->client_connect_timeout_ms = 2000;
+	zc_policy_default(&cfg->policy);
 	cfg->client_max_reply = 8 * 1024 * 1024;
+	cfg->async_queue = 1024;
+	cfg->async_workers = 2;
 	cfg->idem_max_keys = 10000;
 	cfg->idem_ttl_s = 3600;
 
@@ -171,10 +184,38 @@ zc__config_load(zc_config *cfg, char *err, size_t errsize)
 	if (env_path("ZC_LIVENESS_PATH", &cfg->liveness_path, err, errsize))
 		return -1;
 	if (env_long("ZC_CLIENT_TIMEOUT_MS", 1, 3600000,
-		     &cfg->client_timeout_ms, err, errsize))
+		     &cfg->policy.timeout_ms, err, errsize))
 		return -1;
 	if (env_long("ZC_CLIENT_CONNECT_TIMEOUT_MS", 1, 3600000,
-		     &cfg->client_connect_timeout_ms, err, errsize))
+		     &cfg->policy.connect_timeout_ms, err, errsize))
+		return -1;
+	if (env_int("ZC_CLIENT_RETRIES", 0, 100, &cfg->policy.retries, err,
+		    errsize))
+		return -1;
+	if (env_long("ZC_CLIENT_BACKOFF_MS", 1, 60000, &cfg->policy.backoff_ms,
+		     err, errsize))
+		return -1;
+	if (env_long("ZC_CLIENT_BACKOFF_MAX_MS", 1, 600000,
+		     &cfg->policy.backoff_max_ms, err, errsize))
+		return -1;
+	if (env_int("ZC_CLIENT_MAX_CONCURRENT", 0, 1000000,
+		    &cfg->policy.max_concurrent, err, errsize))
+		return -1;
+	if (env_int("ZC_BREAKER_FAILURES", 0, 1000000,
+		    &cfg->policy.breaker_failures, err, errsize))
+		return -1;
+	if (env_long("ZC_BREAKER_OPEN_MS", 1, 3600000,
+		     &cfg->policy.breaker_open_ms, err, errsize))
+		return -1;
+	if (env_int("ZC_BREAKER_PROBES", 1, 1000, &cfg->policy.breaker_probes,
+		    err, errsize))
+		return -1;
+	v = (long)cfg->async_queue;
+	if (env_long("ZC_ASYNC_QUEUE_SIZE", 1, 10000000, &v, err, errsize))
+		return -1;
+	cfg->async_queue = (size_t)v;
+	if (env_int("ZC_ASYNC_WORKERS", 1, 64, &cfg->async_workers, err,
+		    errsize))
 		return -1;
 	v = (long)cfg->client_max_reply;
 	if (env_long("ZC_CLIENT_MAX_REPLY_BYTES", 1024, 1L << 30, &v, err,

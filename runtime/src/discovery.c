@@ -1,7 +1,11 @@
 /*
  * discovery.c - turn a function's name into the base URL to call it at.
- * An explicit <NAME>_URL wins (local runs, Dapr, tests); otherwise the
- * Knative cluster-local address in this pod's namespace.
+ * One call site, three environments, in this order:
+ *   1. an explicit <NAME>_URL (local runs, tests, anything custom);
+ *   2. the Dapr sidecar when DAPR_HTTP_PORT is set:
+ *      http://127.0.0.1:$DAPR_HTTP_PORT/v1.0/invoke/<name>/method
+ *      (the caller's path follows; dapr-api-token is added by client.c);
+ *   3. the Knative cluster-local address in this pod's namespace.
  */
 #include "internal.h"
 
@@ -49,11 +53,30 @@ put(char *buf, size_t size, const char *src, size_t len)
 	return ZC_OK;
 }
 
+/* A TCP port number, as DAPR_HTTP_PORT must be. */
+static bool
+valid_port(const char *s)
+{
+	long v;
+	char *end;
+
+	if (s == NULL || *s == '\0')
+		return false;
+	v = strtol(s, &end, 10);
+	return *end == '\0' && v > 0 && v < 65536;
+}
+
 zc_err
 zc_service_url(const char *service, char *buf, size_t size)
 {
+	return zc__service_resolve(service, buf, size, NULL);
+}
+
+zc_err
+zc__service_resolve(const char *service, char *buf, size_t size, int *mode)
+{
 	char env[ZC_LABEL_MAX + sizeof("_URL")];
-	const char *val, *ns;
+	const char *val, *ns, *dapr;
 	size_t i, len;
 	int n;
 
@@ -86,9 +109,28 @@ zc_service_url(const char *service, char *buf, size_t size)
 		len = strlen(val);
 		while (len > 0 && val[len - 1] == '/')
 			len--;
-		if (len > 0)
+		if (len > 0) {
+			if (mode != NULL)
+				*mode = ZC_MODE_ENV;
 			return put(buf, size, val, len);
+		}
 	}
+
+	dapr = getenv("DAPR_HTTP_PORT");
+	if (valid_port(dapr)) {
+		if (mode != NULL)
+			*mode = ZC_MODE_DAPR;
+		n = snprintf(buf, size,
+			     "http://127.0.0.1:%s/v1.0/invoke/%s/method", dapr,
+			     service);
+		if (n < 0 || (size_t)n >= size) {
+			buf[0] = '\0';
+			return ZC_ERR_TOO_LARGE;
+		}
+		return ZC_OK;
+	}
+	if (mode != NULL)
+		*mode = ZC_MODE_KNATIVE;
 
 	/* An empty POD_NAMESPACE is the downward API not being wired up. */
 	ns = getenv("POD_NAMESPACE");

@@ -30,9 +30,10 @@ typedef struct zc_config {
 	unsigned max_connections;
 	const char *readiness_path;
 	const char *liveness_path;
-	long client_timeout_ms;
-	long client_connect_timeout_ms;
+	zc_policy policy; /* global client defaults */
 	size_t client_max_reply;
+	size_t async_queue;
+	int async_workers;
 	size_t idem_max_keys;
 	long idem_ttl_s;
 } zc_config;
@@ -232,6 +233,34 @@ int zc__idem_begin(struct zc_idem *t, const char *scope, const char *key,
 		   struct zc_idem_ticket *ticket);
 void zc__idem_finish(struct zc_idem *t, const struct zc_idem_ticket *ticket,
 		     const zc_res *res);
+
+/* ---- targets: where and how calls go (discovery.c, target.c) ---- */
+enum { ZC_MODE_ENV = 0, ZC_MODE_DAPR, ZC_MODE_KNATIVE };
+zc_err zc__service_resolve(const char *service, char *buf, size_t size,
+			   int *mode);
+
+struct zc_target {
+	struct zc_target *next; /* append-only list */
+	char name[64];
+	int mode;
+	zc_policy policy;
+	struct zc_breaker breaker;
+	atomic_int inflight; /* bulkhead */
+};
+/* The target named name, created with its policy on first use; NULL only
+ * on ENOMEM.  Lock-free after creation. */
+struct zc_target *zc__target_get(const char *name);
+void zc__policy_set_global(const zc_policy *p);
+
+/* ---- async delivery (async.c, with call internals from client.c) ---- */
+void zc__async_configure(size_t queue_size, int workers);
+/* Deliver what is queued until deadline; log what is left.  Returns the
+ * number of calls logged as undelivered. */
+long zc__async_drain(long long deadline_ns);
+void zc__call_detach(zc_call *call);
+void zc__call_set_drain_deadline(zc_call *call, long long deadline_ns);
+zc_err zc__call_setup_err(const zc_call *call);
+char *zc__call_record(const zc_call *call);
 
 /* ---- time ---- */
 long long zc__now_ns(void);

@@ -1,0 +1,201 @@
+/*
+ * async.c - fire-and-forget calls that are never silently lost.  A
+ * bounded queue feeds worker threads that perform each call with its
+ * target's retries.  A full queue is the caller's answer
+ * (ZC_ERR_QUEUE_FULL), not a drop.  On shutdown the queue is drained
+ * within the drain deadline, and every call that could not be delivered is
+ * written to the log as a complete [UNDELIVERED] record.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t nonempty, idle;
+	zc_call **ring;
+	size_t cap, head, count;
+	int workers, started, busy;
+	bool draining, stopping;
+	long long drain_deadline_ns;
+	pthread_t *threads;
+} q = {
+	.mu = PTHREAD_MUTEX_INITIALIZER,
+	.nonempty = PTHREAD_COND_INITIALIZER,
+	.idle = PTHREAD_COND_INITIALIZER,
+	.cap = 1024,
+	.workers = 2,
+};
+
+void
+zc__async_configure(size_t queue_size, int workers)
+{
+	pthread_mutex_lock(&q.mu);
+	if (q.ring == NULL) { /* settings apply before first use only */
+		if (queue_size > 0)
+			q.cap = queue_size;
+		if (workers > 0)
+			q.workers = workers;
+	}
+	pthread_mutex_unlock(&q.mu);
+}
+
+static void
+log_undelivered(zc_call *call, zc_err err)
+{
+	char *rec = zc__call_record(call);
+
+	zc_error("[UNDELIVERED] %s (%s, HTTP %d, %d attempts)",
+		 rec != NULL ? rec : "(out of memory)", zc_strerror(err),
+		 zc_call_status(call), zc_call_attempts(call));
+	free(rec);
+}
+
+static void *
+worker(void *arg)
+{
+	zc_call *call;
+	zc_err err;
+
+	(void)arg;
+	pthread_mutex_lock(&q.mu);
+	for (;;) {
+		while (q.count == 0 && !q.stopping)
+			pthread_cond_wait(&q.nonempty, &q.mu);
+		if (q.count == 0 && q.stopping)
+			break;
+		call = q.ring[q.head];
+		q.head = (q.head + 1) % q.cap;
+		q.count--;
+		q.busy++;
+		if (q.draining)
+			zc__call_set_drain_deadline(call, q.drain_deadline_ns);
+		pthread_mutex_unlock(&q.mu);
+
+		err = zc_call_perform(call);
+		if (err != ZC_OK)
+			log_undelivered(call, err);
+		zc_call_free(call);
+
+		pthread_mutex_lock(&q.mu);
+		q.busy--;
+		if (q.count == 0 && q.busy == 0)
+			pthread_cond_broadcast(&q.idle);
+	}
+	pthread_mutex_unlock(&q.mu);
+	return NULL;
+}
+
+/* Start the workers on first use, so functions without async calls pay
+ * nothing.  Called with q.mu held. */
+static int
+start_locked(void)
+{
+	int i;
+
+	if (q.ring != NULL)
+		return 0;
+	q.ring = calloc(q.cap, sizeof(*q.ring));
+	q.threads = calloc((size_t)q.workers, sizeof(*q.threads));
+	if (q.ring == NULL || q.threads == NULL) {
+		free(q.ring);
+		free(q.threads);
+		q.ring = NULL;
+		q.threads = NULL;
+		return -1;
+	}
+	for (i = 0; i < q.workers; i++)
+		if (pthread_create(&q.threads[i], NULL, worker, NULL) == 0)
+			q.started++;
+	return q.started > 0 ? 0 : -1;
+}
+
+zc_err
+zc_call_send_async(zc_call *call)
+{
+	zc_err err;
+
+	if (call == NULL)
+		return ZC_ERR_INVALID;
+	if ((err = zc__call_setup_err(call)) != ZC_OK)
+		return err;
+	pthread_mutex_lock(&q.mu);
+	if (q.stopping || start_locked() != 0) {
+		pthread_mutex_unlock(&q.mu);
+		return q.stopping ? ZC_ERR_QUEUE_FULL : ZC_ERR_NOMEM;
+	}
+	if (q.count == q.cap) {
+		pthread_mutex_unlock(&q.mu);
+		return ZC_ERR_QUEUE_FULL;
+	}
+	zc__call_detach(call);
+	if (q.draining)
+		zc__call_set_drain_deadline(call, q.drain_deadline_ns);
+	q.ring[(q.head + q.count) % q.cap] = call;
+	q.count++;
+	pthread_cond_signal(&q.nonempty);
+	pthread_mutex_unlock(&q.mu);
+	return ZC_OK;
+}
+
+long
+zc__async_drain(long long deadline_ns)
+{
+	struct timespec ts;
+	long left = 0;
+	zc_call *call;
+	int i;
+
+	pthread_mutex_lock(&q.mu);
+	if (q.ring == NULL) {
+		pthread_mutex_unlock(&q.mu);
+		return 0;
+	}
+	q.draining = true;
+	q.drain_deadline_ns = deadline_ns;
+	if (q.count > 0 || q.busy > 0)
+		zc_info("delivering %zu queued and %d in-flight async calls",
+			q.count, q.busy);
+	/* Wait for the queue to empty, up to the deadline. */
+	while ((q.count > 0 || q.busy > 0) && zc__now_ns() < deadline_ns) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		/* condvar waits use the realtime clock: wait in slices */
+		ts.tv_nsec += 20 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&q.idle, &q.mu, &ts);
+	}
+	/* Whatever is still queued is logged, complete, rather than lost. */
+	while (q.count > 0) {
+		call = q.ring[q.head];
+		q.head = (q.head + 1) % q.cap;
+		q.count--;
+		log_undelivered(call, ZC_ERR_DEADLINE);
+		zc_call_free(call);
+		left++;
+	}
+	q.stopping = true;
+	pthread_cond_broadcast(&q.nonempty);
+	pthread_mutex_unlock(&q.mu);
+	/*
+	 * In-flight calls run with the drain deadline as their budget, so
+	 * the workers finish (delivered, or logged) shortly after it.
+	 */
+	for (i = 0; i < q.started; i++)
+		pthread_join(q.threads[i], NULL);
+	/* back to the start: a later app in this process (tests) may queue */
+	pthread_mutex_lock(&q.mu);
+	free(q.ring);
+	free(q.threads);
+	q.ring = NULL;
+	q.threads = NULL;
+	q.head = q.count = 0;
+	q.started = q.busy = 0;
+	q.draining = q.stopping = false;
+	pthread_mutex_unlock(&q.mu);
+	return left;
+}

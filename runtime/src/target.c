@@ -1,0 +1,187 @@
+/*
+ * target.c - one record per downstream function: how it is reached and
+ * the policy, circuit breaker and bulkhead every call to it shares.
+ * Targets are few and live for the process, so they sit in an append-only
+ * list read without locks; only creation takes the mutex.
+ */
+#include "internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Atomic(struct zc_target *) targets;
+static pthread_mutex_t create_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Built-in defaults; zc__policy_set_global applies ZC_CLIENT_* etc. */
+static zc_policy global_policy = {
+	.timeout_ms = 5000,
+	.connect_timeout_ms = 2000,
+	.retries = 2,
+	.backoff_ms = 50,
+	.backoff_max_ms = 1000,
+	.breaker_failures = 5,
+	.breaker_open_ms = 10000,
+	.breaker_probes = 3,
+	.max_concurrent = 0,
+};
+
+void
+zc__policy_set_global(const zc_policy *p)
+{
+	global_policy = *p;
+}
+
+void
+zc_policy_default(zc_policy *p)
+{
+	if (p != NULL)
+		*p = global_policy;
+}
+
+/* <NAME>_<suffix> as a long within [min, max]; unset or bad keeps *out. */
+static void
+env_override(const char *name, const char *suffix, long min, long max,
+	     long *out)
+{
+	char var[128], *end;
+	const char *s;
+	size_t i;
+	long v;
+
+	for (i = 0; name[i] != '\0' && i < 63; i++)
+		var[i] = name[i] == '-' ? '_' : (char)toupper((unsigned char)name[i]);
+	snprintf(var + i, sizeof(var) - i, "_%s", suffix);
+	s = getenv(var);
+	if (s == NULL || *s == '\0')
+		return;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max) {
+		zc_warn("ignoring %s=\"%.32s\": expected %ld to %ld", var, s,
+			min, max);
+		return;
+	}
+	*out = v;
+}
+
+static void
+apply_env(const char *name, zc_policy *p)
+{
+	long v;
+
+	env_override(name, "TIMEOUT_MS", 1, 3600000, &p->timeout_ms);
+	env_override(name, "CONNECT_TIMEOUT_MS", 1, 3600000,
+		     &p->connect_timeout_ms);
+	v = p->retries;
+	env_override(name, "RETRIES", 0, 100, &v);
+	p->retries = (int)v;
+	v = p->breaker_failures;
+	env_override(name, "BREAKER_FAILURES", 0, 1000000, &v);
+	p->breaker_failures = (int)v;
+	env_override(name, "BREAKER_OPEN_MS", 1, 3600000, &p->breaker_open_ms);
+	v = p->max_concurrent;
+	env_override(name, "MAX_CONCURRENT", 0, 1000000, &v);
+	p->max_concurrent = (int)v;
+}
+
+static struct zc_target *
+find(const char *name)
+{
+	struct zc_target *t = atomic_load_explicit(&targets,
+						   memory_order_acquire);
+
+	for (; t != NULL; t = t->next)
+		if (strcmp(t->name, name) == 0)
+			return t;
+	return NULL;
+}
+
+/* Create (or return) name's target; policy NULL means the defaults. */
+static struct zc_target *
+create(const char *name, const zc_policy *policy, bool *created)
+{
+	char url[512];
+	struct zc_target *t;
+	bool dapr_default_retries;
+
+	*created = false;
+	pthread_mutex_lock(&create_mu);
+	if ((t = find(name)) != NULL) {
+		pthread_mutex_unlock(&create_mu);
+		return t;
+	}
+	t = calloc(1, sizeof(*t));
+	if (t == NULL) {
+		pthread_mutex_unlock(&create_mu);
+		return NULL;
+	}
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	t->policy = policy != NULL ? *policy : global_policy;
+	t->mode = ZC_MODE_KNATIVE;
+	(void)zc__service_resolve(name, url, sizeof(url), &t->mode);
+	/*
+	 * The Dapr sidecar already retries service invocation; retrying on
+	 * top would multiply attempts, so Dapr targets default to none.
+	 */
+	dapr_default_retries = t->mode == ZC_MODE_DAPR && policy == NULL;
+	if (dapr_default_retries)
+		t->policy.retries = 0;
+	apply_env(name, &t->policy);
+	zc__breaker_init(&t->breaker, (unsigned)t->policy.breaker_failures,
+			 t->policy.breaker_open_ms,
+			 (unsigned)t->policy.breaker_probes);
+	atomic_init(&t->inflight, 0);
+	t->next = atomic_load_explicit(&targets, memory_order_relaxed);
+	atomic_store_explicit(&targets, t, memory_order_release);
+	pthread_mutex_unlock(&create_mu);
+	*created = true;
+	return t;
+}
+
+struct zc_target *
+zc__target_get(const char *name)
+{
+	struct zc_target *t = find(name);
+	bool created;
+
+	if (t != NULL)
+		return t;
+	return create(name, NULL, &created);
+}
+
+static const char *const mode_names[] = {"env", "dapr", "knative"};
+
+zc_err
+zc_service(zc_app *app, const char *name, const zc_policy *policy)
+{
+	char url[512];
+	struct zc_target *t;
+	bool created;
+	zc_err err;
+
+	(void)app;
+	err = zc__service_resolve(name, url, sizeof(url), NULL);
+	if (err != ZC_OK) {
+		zc_error("zc_service(\"%s\"): %s", name ? name : "(null)",
+			 zc_strerror(err));
+		return err;
+	}
+	t = create(name, policy, &created);
+	if (t == NULL)
+		return ZC_ERR_NOMEM;
+	if (!created) {
+		/* Targets are per process; a second app (tests) shares it. */
+		zc_debug("zc_service(\"%s\"): already declared", name);
+		return ZC_OK;
+	}
+	zc_info("target %s via %s: %s (timeout %ld ms, %d retries, breaker "
+		"%d failures/%ld ms/%d probes, %d concurrent max)",
+		t->name, mode_names[t->mode], url, t->policy.timeout_ms,
+		t->policy.retries, t->policy.breaker_failures,
+		t->policy.breaker_open_ms, t->policy.breaker_probes,
+		t->policy.max_concurrent);
+	return ZC_OK;
+}
