@@ -214,8 +214,13 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 		return 1;
 	}
 	atomic_store(&app->state, ZC_READY);
-	zc_info("listening on port %d (%d threads, %zu routes)", app->cfg.port,
-		app->cfg.threads, app->nroutes);
+	if (app->cfg.thread_per_connection)
+		zc_info("listening on port %d (a thread per connection, %zu "
+			"routes)",
+			app->cfg.port, app->nroutes);
+	else
+		zc_info("listening on port %d (%d threads, %zu routes)",
+			app->cfg.port, app->cfg.threads, app->nroutes);
 
 	do {
 		sig = 0;

@@ -118,6 +118,7 @@ zc__cpu_count(void)
 int
 zc__config_load(zc_config *cfg, char *err, size_t errsize)
 {
+	const char *s;
 	long v;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -150,6 +151,18 @@ zc__config_load(zc_config *cfg, char *err, size_t errsize)
 	cfg->listen_address = getenv("ZC_LISTEN_ADDRESS");
 	if (cfg->listen_address != NULL && *cfg->listen_address == '\0')
 		cfg->listen_address = NULL;
+	s = getenv("ZC_THREAD_MODE");
+	if (s != NULL && *s != '\0') {
+		if (strcmp(s, "connection") == 0) {
+			cfg->thread_per_connection = true;
+		} else if (strcmp(s, "pool") != 0) {
+			snprintf(err, errsize,
+				 "invalid ZC_THREAD_MODE=\"%.32s\": expected "
+				 "pool or connection",
+				 s);
+			return -1;
+		}
+	}
 	v = cfg->threads;
 	if (env_long("ZC_THREADS", 1, 1024, &v, err, errsize))
 		return -1;

@@ -21,6 +21,7 @@ typedef struct zc_config {
 	int port;
 	const char *listen_address; /* NULL: all interfaces */
 	int threads;
+	bool thread_per_connection; /* ZC_THREAD_MODE=connection */
 	size_t max_body;
 	size_t max_header;
 	unsigned idle_timeout_s;

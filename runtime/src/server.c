@@ -190,12 +190,17 @@ static struct MHD_Daemon *
 start(zc_app *app, unsigned extra_flags, const struct sockaddr *addr)
 {
 	const zc_config *cfg = &app->cfg;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-			 MHD_USE_ITC | MHD_USE_ERROR_LOG | extra_flags;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+			 MHD_USE_ERROR_LOG | extra_flags;
 	struct MHD_OptionItem ops[10];
 	int n = 0;
 
-	if (cfg->threads > 1)
+	/* thread per connection uses poll(); the pool uses epoll */
+	if (cfg->thread_per_connection)
+		flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
+	else
+		flags |= MHD_USE_EPOLL;
+	if (cfg->threads > 1 && !cfg->thread_per_connection)
 		ops[n++] = (struct MHD_OptionItem){
 			MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, NULL};
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
