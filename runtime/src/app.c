@@ -4,8 +4,9 @@
  *
  * Signals: SIGTERM/SIGINT are blocked in every thread and taken by the main
  * thread with sigwait, so shutdown runs as ordinary code (no async-signal
- * restrictions) and works when the process is PID 1, where the kernel
- * ignores signals that have no handler.
+ * restrictions).  It also works as PID 1, where the kernel discards
+ * default-disposition signals: a blocked signal is never discarded, it
+ * waits for sigwait (tests/e2e/test_pid1.py runs it so).
  */
 #include "internal.h"
 
