@@ -1,6 +1,8 @@
 /*
  * audit-logger - records audit events: POST /log {"action", "details"}.
- * The seed's Function 3, with its wire contract kept exactly.
+ * The seed's Function 3, with its wire contract kept exactly; a request
+ * repeated with the same Idempotency-Key is answered without a second
+ * record.
  */
 #include <stdlib.h>
 #include <zenith.h>
@@ -31,5 +33,6 @@ handle_log(zc_req *req, zc_res *res, void *arg)
 int
 zc_function_setup(zc_app *app)
 {
-	return zc_route(app, "POST", "/log", handle_log, NULL);
+	/* A retried audit (same Idempotency-Key) is recorded once. */
+	return zc_route_idempotent(app, "POST", "/log", handle_log, NULL);
 }

@@ -5,11 +5,15 @@
  * replays the stored answer to a retry), and reported to audit-logger:
  * fire-and-forget by default (AUDIT_MODE=async), or in line
  * (AUDIT_MODE=sync).  An audit failure never fails the update (the seed's
- * behaviour) and is never lost: the runtime retries it and, if it still
- * cannot deliver, logs the complete record.
+ * behaviour) and is never lost: the call is retried (it carries an
+ * Idempotency-Key, so audit-logger records it once) and, if it still
+ * cannot be delivered, the complete record is logged.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <zenith.h>
 
 #include "ledger.h"
@@ -17,33 +21,61 @@
 static ledger *balances;
 static int audit_async = 1;
 
+/*
+ * The audit call carries a key derived from the update's own key, so the
+ * runtime may retry it and audit-logger (an idempotent route) still
+ * writes one record per update.
+ */
 static void
 audit(zc_req *req, const char *account, int64_t amount, int64_t balance)
 {
+	const char *key = zc_req_header(req, "Idempotency-Key");
+	char audit_key[300];
+	json_t *record;
 	zc_call *call;
-	zc_err err;
+	zc_err err = ZC_ERR_NOMEM;
+	char *text;
+	unsigned long long r[2] = {0, 0};
 
-	call = zc_call_new(req, "audit-logger", "POST", "/log");
-	if (call == NULL) {
-		zc_error("[AUDIT-UNDELIVERED] out of memory for %s", account);
-		return;
+	if (key != NULL) {
+		snprintf(audit_key, sizeof(audit_key), "audit-%.250s", key);
+	} else {
+		/* an update without a key: any unique key will do */
+		if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+			r[0] = (unsigned long long)(uintptr_t)&r ^
+			       (unsigned long long)clock();
+		snprintf(audit_key, sizeof(audit_key), "audit-%016llx%016llx",
+			 r[0], r[1]);
 	}
-	err = zc_call_jsonf(call, "{s:s, s:{s:s, s:o, s:o}}", "action",
-			    "balance_update", "details", "account", account,
-			    "amount", zc_money_json_new(amount), "new_balance",
-			    zc_money_json_new(balance));
+	record = json_pack("{s:s, s:{s:s, s:o, s:o}}", "action",
+			   "balance_update", "details", "account", account,
+			   "amount", zc_money_json_new(amount), "new_balance",
+			   zc_money_json_new(balance));
+	call = zc_call_new(req, "audit-logger", "POST", "/log");
+	if (record != NULL && call != NULL &&
+	    (err = zc_call_json(call, record)) == ZC_OK)
+		err = zc_call_header(call, "Idempotency-Key", audit_key);
 	if (err == ZC_OK && audit_async) {
 		err = zc_call_send_async(call);
-		if (err == ZC_OK)
+		if (err == ZC_OK) {
+			json_decref(record);
 			return; /* the runtime owns the call now */
-		/* queue full: deliver in line rather than drop it */
+		}
+		/* queue full or closed: deliver in line rather than drop */
 		zc_warn("audit queue: %s; sending in line", zc_strerror(err));
+		err = ZC_OK;
 	}
-	if (err == ZC_OK || err == ZC_ERR_QUEUE_FULL)
+	if (err == ZC_OK)
 		err = zc_call_perform(call);
-	if (err != ZC_OK)
-		zc_warn("[AUDIT-UNDELIVERED] account %s: %s (HTTP %d)",
-			account, zc_strerror(err), zc_call_status(call));
+	if (err != ZC_OK) {
+		/* Never lost: the complete record goes to the log. */
+		text = record != NULL ? zc_json_dumps(record) : NULL;
+		zc_warn("[AUDIT-UNDELIVERED] %s (%s, HTTP %d)",
+			text != NULL ? text : "(out of memory)",
+			zc_strerror(err), zc_call_status(call));
+		free(text);
+	}
+	json_decref(record);
 	zc_call_free(call);
 }
 

@@ -19,8 +19,9 @@
  * Thread safety: handlers run concurrently on several threads.  zc_req,
  * zc_res and zc_call are used by one thread at a time.  zc_log*,
  * zc_service_url, zc_strerror, zc_err_http_status, zc_json_dumps,
- * zc_timestamp and zc_money_* are safe from any thread.  zc_route*, zc_on_* are called
- * only from zc_function_setup(), before the server starts.
+ * zc_timestamp, zc_money_*, zc_call_send_async and zc_req_trace_id are safe
+ * from any thread.  zc_route*, zc_on_* and zc_service are called only from
+ * zc_function_setup(), before the server starts.
  */
 #ifndef ZENITH_H
 #define ZENITH_H
@@ -102,9 +103,12 @@ zc_err zc_route(zc_app *app, const char *method, const char *pattern,
  * a repeat with the same key and body gets the stored answer (with header
  * Idempotent-Replayed: true); the same key with another body is a 422; a
  * repeat while the first still runs is a 409 with Retry-After.  Answers of
- * 5xx are not stored.  Keys are kept per method + pattern, at most
- * ZC_IDEMPOTENCY_MAX_KEYS (10000) of them for ZC_IDEMPOTENCY_TTL_S (3600).
- * Requests without the header run normally.
+ * 5xx are not stored; a handler's answer that overran its deadline is
+ * stored (the work was done) though the client got a 504.  A key is
+ * scoped to method + path; the app keeps at most ZC_IDEMPOTENCY_MAX_KEYS
+ * (10000) keys over all its idempotent routes, each for at most
+ * ZC_IDEMPOTENCY_TTL_S (3600) seconds.  Requests without the header run
+ * normally.
  */
 zc_err zc_route_idempotent(zc_app *app, const char *method,
 			   const char *pattern, zc_handler handler, void *arg);
@@ -229,15 +233,19 @@ zc_err zc_service_url(const char *service, char *buf, size_t size);
 typedef struct zc_policy {
 	long timeout_ms;	 /* whole call, retries included (5000) */
 	long connect_timeout_ms; /* each connection attempt (2000) */
-	int retries;		 /* extra attempts when safe (2; Dapr: 0,
-				    the sidecar retries itself) */
+	int retries;		 /* extra attempts when safe (2); a Dapr
+				    target declared without a policy gets 0
+				    (the sidecar retries itself) unless
+				    <NAME>_RETRIES says otherwise */
 	long backoff_ms;	 /* first backoff, doubled each time (50) */
 	long backoff_max_ms;	 /* backoff cap (1000); jitter: 50-100% */
-	int breaker_failures;	 /* consecutive failures that open (5); 0 off */
+	int breaker_failures;	 /* consecutive failed attempts that open
+				    (5); 0 turns the breaker off */
 	long breaker_open_ms;	 /* open before half-open (10000) */
 	int breaker_probes;	 /* half-open probes; as many successes
 				    close it (3) */
-	int max_concurrent;	 /* bulkhead: calls in flight (0 = no bound) */
+	int max_concurrent;	 /* bulkhead: attempts in flight (0 = no
+				    bound) */
 } zc_policy;
 
 /* The defaults in force (built-in, then global env) into p. */
@@ -287,8 +295,9 @@ void zc_call_connect_timeout_ms(zc_call *call, long connect_ms);
 zc_err zc_call_perform(zc_call *call);
 int zc_call_status(const zc_call *call);          /* 0 if no reply */
 int zc_call_attempts(const zc_call *call);        /* attempts made */
-/* When the failure says when to come back (breaker open, Retry-After),
- * the milliseconds to wait; else 0. */
+/* Milliseconds to wait before trying again, when known: the breaker's
+ * remaining open time, or the last reply's Retry-After (delta-seconds
+ * form); else 0. */
 long zc_call_retry_after_ms(const zc_call *call);
 const char *zc_call_reply(const zc_call *call, size_t *len);
 /* Reply parsed as JSON (borrowed, owned by call), or NULL. */
@@ -298,18 +307,21 @@ const char *zc_call_url(const zc_call *call);
 void zc_call_free(zc_call *call);
 
 /* The status a handler should answer when a downstream call failed with
- * err: 504 for timeouts, 503 for breaker/bulkhead, 502 otherwise. */
+ * err: 504 for timeouts, 503 for breaker, bulkhead or a full queue, 502
+ * otherwise. */
 int zc_err_http_status(zc_err err);
 
 /* Answer res for a failed call: zc_err_http_status(err), a JSON error
- * naming the target, and Retry-After when the call knows one. */
+ * naming the target, and Retry-After when the call knows one (1 s for a
+ * full bulkhead). */
 zc_err zc_res_call_error(zc_res *res, const zc_call *call, zc_err err);
 
 /*
  * Fire-and-forget: hand the call to the runtime's delivery queue and
- * return at once.  ZC_OK: the runtime owns call now (it performs it with
- * the target's retries on its own worker thread and frees it); anything it
- * finally cannot deliver is logged as a complete [UNDELIVERED] record.
+ * return at once.  ZC_OK: the runtime owns call now (it performs it on
+ * its own worker thread, with the target's retries when the call is
+ * repeatable, and frees it); anything it finally cannot deliver is logged
+ * as a complete [UNDELIVERED] record.
  * ZC_ERR_QUEUE_FULL (ZC_ASYNC_QUEUE_SIZE, 1024) or a setup error: nothing
  * was queued and the caller still owns call.  On SIGTERM the queue is
  * drained within ZC_DRAIN_TIMEOUT_MS; what is left is logged, not lost.

@@ -58,7 +58,8 @@ zc_app_free(zc_app *app)
 	if (app == NULL)
 		return;
 	/* deliver what handlers queued, as a served function does */
-	zc__async_drain(zc__now_ns() + app->cfg.drain_timeout_ms * 1000000LL);
+	zc__async_drain(zc__now_ns() + app->cfg.drain_timeout_ms * 1000000LL,
+			true);
 	if (app->init_ran && app->shutdown != NULL)
 		app->shutdown(app->shutdown_arg);
 	zc__router_free(app);
@@ -236,7 +237,7 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 	zc__server_quiesce(srv);
 	left = drain(app, deadline);
 	/* then the async calls those requests queued, in the time left */
-	zc__async_drain(deadline);
+	zc__async_drain(deadline, false);
 	if (left == 0) {
 		zc__server_stop(srv);
 	} else {

@@ -43,6 +43,7 @@ struct zc_call {
 	int attempts;
 	long retry_after_ms;
 	long long drain_deadline_ns; /* async calls during shutdown */
+	bool queued;		     /* handed to the async queue */
 	/*
 	 * The first error from zc_call_new/json/header.  perform returns it
 	 * without sending, so a handler that ignored a setter's result never
@@ -329,7 +330,7 @@ zc_call_new(zc_req *inbound, const char *service, const char *method,
 	blen = strlen(base);
 	plen = strlen(path);
 	if ((call->url = malloc(blen + plen + 1)) == NULL) {
-		free(call);
+		zc_call_free(call);
 		return NULL;
 	}
 	memcpy(call->url, base, blen);
@@ -467,6 +468,24 @@ on_reply_data(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
+/*
+ * For queued (async) calls: abort an attempt in progress once the
+ * shutdown drain deadline passes, so draining ends on time.
+ */
+static int
+on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut,
+	    curl_off_t un)
+{
+	long long deadline = zc__async_deadline_ns();
+
+	(void)arg;
+	(void)dt;
+	(void)dn;
+	(void)ut;
+	(void)un;
+	return deadline != 0 && zc__now_ns() >= deadline;
+}
+
 /* curl's header callback: keep Retry-After (delta-seconds form). */
 static size_t
 on_reply_header(char *data, size_t size, size_t nmemb, void *arg)
@@ -601,6 +620,12 @@ setup_handle(zc_call *call, CURL *curl, struct curl_slist *hdrs,
 				      on_reply_header);
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(curl, CURLOPT_HEADERDATA, call);
+	if (rc == CURLE_OK && call->queued) {
+		rc = curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION,
+				      on_progress);
+		if (rc == CURLE_OK)
+			rc = curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+	}
 	/* Refuse a declared Content-Length over the cap before reading it. */
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE,
@@ -642,6 +667,8 @@ map_curl_error(const zc_call *call, CURLcode rc)
 		return ZC_ERR_REFUSED;
 	case CURLE_OPERATION_TIMEDOUT:
 		return ZC_ERR_TIMEOUT;
+	case CURLE_ABORTED_BY_CALLBACK:
+		return ZC_ERR_DEADLINE; /* the shutdown drain deadline */
 	case CURLE_FILESIZE_EXCEEDED:
 		return ZC_ERR_TOO_LARGE;
 	case CURLE_OUT_OF_MEMORY:
@@ -793,7 +820,11 @@ guarded_attempt(zc_call *call, CURL *curl, struct curl_slist *hdrs,
 	}
 	err = zc__breaker_allow(&t->breaker, &generation,
 				&call->retry_after_ms);
-	if (err == ZC_OK) {
+	if (err != ZC_OK) {
+		long ra = call->retry_after_ms;
+		reply_clear(call); /* no stale status from an earlier try */
+		call->retry_after_ms = ra;
+	} else {
 		call->attempts++;
 		call->retry_after_ms = 0;
 		err = call_attempt(call, curl, hdrs, total, connect);
@@ -872,10 +903,14 @@ zc_call_perform(zc_call *call)
 			wait = call->retry_after_ms;
 		if (zc__now_ns() + (long long)wait * 1000000LL >= end)
 			break; /* no time left for another attempt */
-		zc_info("retrying %s %s in %ld ms (attempt %d failed: %s%s%d)",
-			call->method, call->url, wait, call->attempts,
-			zc_strerror(err), err == ZC_ERR_HTTP ? " " : "",
-			err == ZC_ERR_HTTP ? call->status : 0);
+		if (err == ZC_ERR_HTTP)
+			zc_info("retrying %s %s in %ld ms (attempt %d: HTTP %d)",
+				call->method, call->url, wait, call->attempts,
+				call->status);
+		else
+			zc_info("retrying %s %s in %ld ms (attempt %d: %s)",
+				call->method, call->url, wait, call->attempts,
+				zc_strerror(err));
 		sleep_ms(wait);
 	}
 	curl_slist_free_all(hdrs);
@@ -988,6 +1023,7 @@ zc__call_detach(zc_call *call)
 {
 	/* The inbound request ends before the queued call runs. */
 	call->inbound = NULL;
+	call->queued = true;
 }
 
 void

@@ -123,18 +123,33 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 			req->nparams++;
 		}
 	}
+	/* runtime lines about this request carry its trace id too */
+	zc__set_current(req);
 	if (route->idempotent) {
 		int idem = idempotency_begin(app, req, res, route, &ticket);
-		if (idem != ZC_IDEM_PROCEED && idem != ZC_IDEM_PROCEED_UNTRACKED)
+		if (idem != ZC_IDEM_PROCEED &&
+		    idem != ZC_IDEM_PROCEED_UNTRACKED) {
+			zc__set_current(NULL);
 			return;
+		}
 		tracked = idem == ZC_IDEM_PROCEED;
 	}
-	zc__set_current(req);
 	rc = route->handler(req, res, route->arg);
-	zc__set_current(NULL);
+	/*
+	 * Store what the handler answered before a late answer becomes a
+	 * 504: the work was done, and a retry must get its result rather
+	 * than do it again.
+	 */
+	if (tracked) {
+		if (rc == 0 && res->status == 0)
+			res->status = res->body != NULL ? 200 : 204;
+		if (rc == 0)
+			zc__idem_finish(app->idem, &ticket, res);
+		else
+			zc__idem_finish_failed(app->idem, &ticket);
+	}
 	run_checks(app, req, res, route, rc);
-	if (tracked)
-		zc__idem_finish(app->idem, &ticket, res);
+	zc__set_current(NULL);
 }
 
 /*
@@ -146,7 +161,7 @@ idempotency_begin(zc_app *app, zc_req *req, zc_res *res,
 		  const struct zc_route *route, struct zc_idem_ticket *ticket)
 {
 	const char *raw = zc_req_header(req, "Idempotency-Key");
-	char key[256], scope[ZC_MAX_SEGS * 8 + 160];
+	char key[256], scope[2048];
 	size_t n, i;
 	int rc;
 
@@ -168,7 +183,8 @@ idempotency_begin(zc_app *app, zc_req *req, zc_res *res,
 	}
 	memcpy(key, raw, n);
 	key[n] = '\0';
-	snprintf(scope, sizeof(scope), "%s %s", route->method, route->pattern);
+	/* per method and path: one key on /a/1 and /a/2 is two requests */
+	snprintf(scope, sizeof(scope), "%s %s", route->method, req->path);
 	rc = zc__idem_begin(app->idem, scope, key, req->body ? req->body : "",
 			    req->body_len, res, ticket);
 	switch (rc) {

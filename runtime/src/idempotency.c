@@ -261,3 +261,19 @@ zc__idem_finish(struct zc_idem *t, const struct zc_idem_ticket *ticket,
 	}
 	pthread_mutex_unlock(&t->mu);
 }
+
+/* The handler failed (500): forget the key, so a retry runs again. */
+void
+zc__idem_finish_failed(struct zc_idem *t, const struct zc_idem_ticket *ticket)
+{
+	struct entry *e;
+
+	pthread_mutex_lock(&t->mu);
+	for (e = t->buckets[ticket->hash & (t->nbuckets - 1)]; e != NULL;
+	     e = e->next)
+		if (e->id == ticket->id)
+			break;
+	if (e != NULL)
+		unlink_entry(t, e);
+	pthread_mutex_unlock(&t->mu);
+}

@@ -234,6 +234,8 @@ int zc__idem_begin(struct zc_idem *t, const char *scope, const char *key,
 		   struct zc_idem_ticket *ticket);
 void zc__idem_finish(struct zc_idem *t, const struct zc_idem_ticket *ticket,
 		     const zc_res *res);
+void zc__idem_finish_failed(struct zc_idem *t,
+			    const struct zc_idem_ticket *ticket);
 
 /* ---- targets: where and how calls go (discovery.c, target.c) ---- */
 enum { ZC_MODE_ENV = 0, ZC_MODE_DAPR, ZC_MODE_KNATIVE };
@@ -257,7 +259,8 @@ void zc__policy_set_global(const zc_policy *p);
 void zc__async_configure(size_t queue_size, int workers);
 /* Deliver what is queued until deadline; log what is left.  Returns the
  * number of calls logged as undelivered. */
-long zc__async_drain(long long deadline_ns);
+long zc__async_drain(long long deadline_ns, bool reopen);
+long long zc__async_deadline_ns(void);
 void zc__call_detach(zc_call *call);
 void zc__call_set_drain_deadline(zc_call *call, long long deadline_ns);
 zc_err zc__call_setup_err(const zc_call *call);
