@@ -42,6 +42,8 @@ zc_policy_default(zc_policy *p)
 }
 
 /* <NAME>_<suffix> as a long within [min, max]; unset or bad keeps *out. */
+static int bad_env; /* count of rejected per-target values, for zc_service */
+
 static void
 env_override(const char *name, const char *suffix, long min, long max,
 	     long *out)
@@ -62,6 +64,7 @@ env_override(const char *name, const char *suffix, long min, long max,
 	if (errno != 0 || *end != '\0' || v < min || v > max) {
 		zc_warn("ignoring %s=\"%.32s\": expected %ld to %ld", var, s,
 			min, max);
+		bad_env++;
 		return;
 	}
 	*out = v;
@@ -103,7 +106,7 @@ find(const char *name)
 static struct zc_target *
 create(const char *name, const zc_policy *policy, bool *created)
 {
-	char url[512];
+	char url[2048];
 	struct zc_target *t;
 	bool dapr_default_retries;
 
@@ -157,13 +160,24 @@ static const char *const mode_names[] = {"env", "dapr", "knative"};
 zc_err
 zc_service(zc_app *app, const char *name, const zc_policy *policy)
 {
-	char url[512];
+	char url[2048];
 	struct zc_target *t;
 	bool created;
 	zc_err err;
 
 	(void)app;
 	err = zc__service_resolve(name, url, sizeof(url), NULL);
+	if (err == ZC_OK) {
+		/* declared targets are checked at start-up: a bad value
+		 * stops the process instead of being ignored later */
+		zc_policy scratch = global_policy;
+		pthread_mutex_lock(&create_mu);
+		bad_env = 0;
+		apply_env(name, &scratch);
+		if (bad_env > 0)
+			err = ZC_ERR_INVALID;
+		pthread_mutex_unlock(&create_mu);
+	}
 	if (err != ZC_OK) {
 		zc_error("zc_service(\"%s\"): %s", name ? name : "(null)",
 			 zc_strerror(err));
