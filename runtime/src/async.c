@@ -201,6 +201,7 @@ zc__async_drain(long long deadline_ns, bool reopen)
 	 */
 	for (i = 0; i < q.started; i++)
 		pthread_join(q.threads[i], NULL);
+	q.started = 0; /* joined: never again */
 	atomic_store(&deadline_now, 0);
 	/*
 	 * A served function stays closed: a handler still running past the

@@ -44,6 +44,8 @@ struct zc_call {
 	long retry_after_ms;
 	long long drain_deadline_ns; /* async calls during shutdown */
 	bool queued;		     /* handed to the async queue */
+	int sends;		     /* sends of the current attempt */
+	bool resend_refused;
 	/*
 	 * The first error from zc_call_new/json/header.  perform returns it
 	 * without sending, so a handler that ignored a setter's result never
@@ -486,6 +488,32 @@ on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut,
 	return deadline != 0 && zc__now_ns() >= deadline;
 }
 
+static bool repeatable(const zc_call *call);
+
+/*
+ * Called by libcurl just before each send of the request.  When a reused
+ * connection dies before any reply byte, libcurl quietly sends the request
+ * again on a new connection; for a call that must not apply twice (POST
+ * without an Idempotency-Key) the first send may have been processed, so
+ * the second is refused and the attempt fails instead.
+ */
+static int
+on_prereq(void *arg, char *conn_primary_ip, char *conn_local_ip,
+	  int conn_primary_port, int conn_local_port)
+{
+	zc_call *call = arg;
+
+	(void)conn_primary_ip;
+	(void)conn_local_ip;
+	(void)conn_primary_port;
+	(void)conn_local_port;
+	if (++call->sends > 1 && !repeatable(call)) {
+		call->resend_refused = true;
+		return CURL_PREREQFUNC_ABORT;
+	}
+	return CURL_PREREQFUNC_OK;
+}
+
 /* curl's header callback: keep Retry-After (delta-seconds form). */
 static size_t
 on_reply_header(char *data, size_t size, size_t nmemb, void *arg)
@@ -519,6 +547,20 @@ method_has_body(const char *m)
  * The header list for one perform: our defaults, then the caller's (a
  * caller's Accept or Content-Type replaces ours rather than doubling it).
  */
+/* Did the caller set the header named in line ("Name: value")? */
+static bool
+caller_set(const zc_call *call, const char *line)
+{
+	const struct curl_slist *h;
+	size_t n = strcspn(line, ":");
+
+	for (h = call->headers; h != NULL; h = h->next)
+		if (strncasecmp(h->data, line, n) == 0 &&
+		    (h->data[n] == ':' || h->data[n] == ';'))
+			return true;
+	return false;
+}
+
 static struct curl_slist *
 build_headers(const zc_call *call)
 {
@@ -552,6 +594,8 @@ build_headers(const zc_call *call)
 		l = t;
 	}
 	for (h = call->propagated; h != NULL; h = h->next) {
+		if (caller_set(call, h->data))
+			continue; /* the handler's own value wins */
 		if ((t = curl_slist_append(l, h->data)) == NULL)
 			goto fail;
 		l = t;
@@ -620,6 +664,17 @@ setup_handle(zc_call *call, CURL *curl, struct curl_slist *hdrs,
 				      on_reply_header);
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(curl, CURLOPT_HEADERDATA, call);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(curl, CURLOPT_PREREQFUNCTION, on_prereq);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(curl, CURLOPT_PREREQDATA, call);
+	/*
+	 * Retire idle connections before servers do (libmicrohttpd's idle
+	 * timeout here is 15 s), so a request rarely meets a connection the
+	 * peer is closing.
+	 */
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(curl, CURLOPT_MAXAGE_CONN, 10L);
 	if (rc == CURLE_OK && call->queued) {
 		rc = curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION,
 				      on_progress);
@@ -668,6 +723,8 @@ map_curl_error(const zc_call *call, CURLcode rc)
 	case CURLE_OPERATION_TIMEDOUT:
 		return ZC_ERR_TIMEOUT;
 	case CURLE_ABORTED_BY_CALLBACK:
+		if (call->resend_refused)
+			return ZC_ERR_TRANSPORT; /* see on_prereq */
 		return ZC_ERR_DEADLINE; /* the shutdown drain deadline */
 	case CURLE_FILESIZE_EXCEEDED:
 		return ZC_ERR_TOO_LARGE;
@@ -681,8 +738,14 @@ map_curl_error(const zc_call *call, CURLcode rc)
 			return ZC_ERR_NOMEM;
 		return ZC_ERR_TRANSPORT;
 	case CURLE_URL_MALFORMAT:
-	case CURLE_UNSUPPORTED_PROTOCOL:
 		/* A bad <NAME>_URL: configuration, not the network. */
+		return ZC_ERR_INVALID;
+	case CURLE_UNSUPPORTED_PROTOCOL:
+		/* a file:// or gopher:// URL is configuration; an http URL
+		 * answered by something that is not HTTP is the network */
+		if (call->url != NULL && (strncmp(call->url, "http://", 7) == 0 ||
+					  strncmp(call->url, "https://", 8) == 0))
+			return ZC_ERR_TRANSPORT;
 		return ZC_ERR_INVALID;
 	default:
 		/* Reset, empty reply, truncated body, recv/send errors, TLS. */
@@ -704,6 +767,8 @@ call_attempt(zc_call *call, CURL *curl, struct curl_slist *hdrs,
 	zc_err err;
 
 	reply_clear(call);
+	call->sends = 0;
+	call->resend_refused = false;
 	curl_easy_reset(curl);
 	if ((rc = setup_handle(call, curl, hdrs, total_ms, connect_ms)) !=
 	    CURLE_OK)
@@ -715,6 +780,7 @@ call_attempt(zc_call *call, CURL *curl, struct curl_slist *hdrs,
 	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, NULL);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, NULL);
 	curl_easy_setopt(curl, CURLOPT_HEADERDATA, NULL);
+	curl_easy_setopt(curl, CURLOPT_PREREQDATA, NULL);
 
 	if (rc != CURLE_OK) {
 		err = map_curl_error(call, rc);

@@ -170,9 +170,7 @@ zc__idem_begin(struct zc_idem *t, const char *scope, const char *key,
 	h = fnv1a(full, slen + klen + 1, 1469598103934665603ULL);
 
 	pthread_mutex_lock(&t->mu);
-	while (t->oldest != NULL &&
-	       (now - t->oldest->created_ns > t->ttl_ns ||
-		t->count >= t->max_keys))
+	while (t->oldest != NULL && now - t->oldest->created_ns > t->ttl_ns)
 		unlink_entry(t, t->oldest);
 	e = find(t, h, full);
 	if (e != NULL) {
@@ -201,6 +199,9 @@ zc__idem_begin(struct zc_idem *t, const char *scope, const char *key,
 		free(full);
 		return rc;
 	}
+	/* room for the new key: the oldest goes first */
+	while (t->oldest != NULL && t->count >= t->max_keys)
+		unlink_entry(t, t->oldest);
 	e = calloc(1, sizeof(*e) + slen + klen + 2);
 	if (e == NULL) {
 		pthread_mutex_unlock(&t->mu);

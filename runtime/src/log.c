@@ -58,77 +58,99 @@ format_time(char *buf, size_t size)
 /*
  * One message is one line: control characters in it (a newline in an
  * account name, say) are written as \n or \xHH, so request data can never
- * forge a log line of its own.  Escapes the len bytes at line + start in
- * place, within size; returns the new end.
+ * forge a log line of its own.  Returns a malloc'd escaped copy of msg, or
+ * NULL when msg needs no escaping (the common case) or memory is short.
  */
-static size_t
-escape_controls(char *line, size_t start, size_t len, size_t size)
+static char *
+escape_controls(const char *msg, size_t len, size_t *outlen)
 {
 	static const char hex[] = "0123456789abcdef";
-	char tmp[4096];
-	size_t i, o = 0, room = size - start - 1;
+	size_t i, o = 0;
+	char *out;
 
 	for (i = 0; i < len; i++)
-		if ((unsigned char)line[start + i] < 0x20 ||
-		    line[start + i] == 0x7f)
+		if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f)
 			break;
-	if (i == len)
-		return start + len; /* the common case: nothing to do */
-	for (i = 0; i < len && o < sizeof(tmp) - 4 && o < room - 4; i++) {
-		unsigned char c = (unsigned char)line[start + i];
-		if (c == '\n') {
-			tmp[o++] = '\\';
-			tmp[o++] = 'n';
-		} else if (c == '\r') {
-			tmp[o++] = '\\';
-			tmp[o++] = 'r';
-		} else if (c == '\t') {
-			tmp[o++] = '\\';
-			tmp[o++] = 't';
+	if (i == len || (out = malloc(len * 4 + 1)) == NULL)
+		return NULL;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)msg[i];
+		if (c == '\n' || c == '\r' || c == '\t') {
+			out[o++] = '\\';
+			out[o++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
 		} else if (c < 0x20 || c == 0x7f) {
-			tmp[o++] = '\\';
-			tmp[o++] = 'x';
-			tmp[o++] = hex[c >> 4];
-			tmp[o++] = hex[c & 15];
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
 		} else {
-			tmp[o++] = (char)c;
+			out[o++] = (char)c;
 		}
 	}
-	memcpy(line + start, tmp, o);
-	return start + o;
+	*outlen = o;
+	return out;
 }
 
+/*
+ * Format, escape and write one line.  Short lines use the stack; a long
+ * one (a complete [UNDELIVERED] record with its body) is formatted on the
+ * heap rather than cut, since a cut record is a lost one.
+ */
 static void
 vlog_trace(zc_level level, const char *trace_id, const char *fmt, va_list ap)
 {
-	char line[4096];
-	size_t n;
+	char head[160], small[4096], *msg = small, *esc, *line;
+	size_t hn, mn, en, total;
+	va_list ap2;
 	int m;
 
 	if (level < log_min || level > ZC_LOG_ERROR)
 		return;
-	n = format_time(line, sizeof(line));
-	m = snprintf(line + n, sizeof(line) - n, " %-5s %s: ",
+	hn = format_time(head, sizeof(head));
+	m = snprintf(head + hn, sizeof(head) - hn, " %-5s %s: ",
 		     level_names[level], log_name);
 	if (m > 0)
-		n += (size_t)m;
-	m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	if (m < 0)
-		m = 0;
-	if ((size_t)m >= sizeof(line) - n)
-		m = (int)(sizeof(line) - n - 1);
-	n = escape_controls(line, n, (size_t)m, sizeof(line));
-	if (n < sizeof(line) && trace_id != NULL && trace_id[0] != '\0') {
-		m = snprintf(line + n, sizeof(line) - n, " trace_id=%s",
-			     trace_id);
-		if (m > 0)
-			n += (size_t)m;
+		hn += (size_t)m;
+	va_copy(ap2, ap);
+	m = vsnprintf(small, sizeof(small), fmt, ap);
+	if (m < 0) {
+		va_end(ap2);
+		return;
 	}
-	/* A truncated message still ends in a newline. */
-	if (n >= sizeof(line) - 1)
-		n = sizeof(line) - 2;
-	line[n++] = '\n';
-	(void)!write(STDERR_FILENO, line, n);
+	mn = (size_t)m;
+	if (mn >= sizeof(small)) {
+		msg = malloc(mn + 1);
+		if (msg != NULL)
+			vsnprintf(msg, mn + 1, fmt, ap2);
+		else {
+			msg = small; /* truncated beats nothing */
+			mn = sizeof(small) - 1;
+		}
+	}
+	va_end(ap2);
+	esc = escape_controls(msg, mn, &en);
+	total = hn + (esc ? en : mn) + 64;
+	line = total <= 8192 ? NULL : malloc(total);
+	{
+		char stackline[8192], *out = line ? line : stackline;
+		size_t n = hn, cap = line ? total : sizeof(stackline);
+		size_t body = esc ? en : mn;
+
+		if (n + body + 50 > cap)
+			body = cap - n - 50; /* only when malloc failed */
+		memcpy(out, head, hn);
+		memcpy(out + n, esc ? esc : msg, body);
+		n += body;
+		if (trace_id != NULL && trace_id[0] != '\0')
+			n += (size_t)snprintf(out + n, cap - n, " trace_id=%s",
+					      trace_id);
+		out[n++] = '\n';
+		(void)!write(STDERR_FILENO, out, n);
+	}
+	free(line);
+	free(esc);
+	if (msg != small)
+		free(msg);
 }
 
 /* Lines logged while serving a request carry its trace id. */

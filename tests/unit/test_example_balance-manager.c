@@ -1,8 +1,10 @@
 /*
  * test_example_balance-manager.c - the balance-manager example in process:
  * exact cents on the wire (0.1 + 0.2 answers 0.3), input validation, the
- * range limit, the audit record it sends, that a dead audit-logger does not
- * fail an update, and that concurrent updates lose nothing.
+ * range limit, the audit record it sends (in line with AUDIT_MODE=sync,
+ * through the runtime's async queue by default), that a dead audit-logger
+ * does not fail an update and loses no record, and that concurrent updates
+ * lose nothing.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -11,6 +13,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +32,11 @@ struct fake {
 	pthread_t thread;
 	atomic_int stop;
 	const char *reply; /* a whole HTTP response */
+	int delay_ms;	   /* before answering */
 	char req[8192];	   /* the request it received */
 	size_t req_len;
-	int accepted;
+	atomic_int accepted;
+	atomic_int got; /* the whole request is in req */
 };
 
 static int
@@ -87,8 +92,11 @@ fake_main(void *arg)
 	fd = accept(f->lfd, NULL, NULL);
 	if (fd < 0)
 		return NULL;
-	f->accepted++;
+	atomic_fetch_add(&f->accepted, 1);
 	read_request(f, fd);
+	atomic_store(&f->got, 1);
+	if (f->delay_ms > 0)
+		poll(NULL, 0, f->delay_ms);
 	if (f->reply != NULL)
 		(void)!write(fd, f->reply, strlen(f->reply));
 	close(fd);
@@ -119,6 +127,8 @@ fake_start(struct fake *f, const char *reply)
 {
 	memset(f, 0, sizeof(*f));
 	atomic_init(&f->stop, 0);
+	atomic_init(&f->accepted, 0);
+	atomic_init(&f->got, 0);
 	f->reply = reply;
 	f->lfd = listen_loopback(&f->port);
 	ck_assert_int_eq(pthread_create(&f->thread, NULL, fake_main, f), 0);
@@ -173,6 +183,73 @@ app_down(void)
 	zc_app_free(app);
 	app = NULL;
 	unsetenv("AUDIT_LOGGER_URL");
+	unsetenv("AUDIT_MODE");
+}
+
+/* A new app that reads the environment as it is now. */
+static void
+app_reopen(void)
+{
+	zc_app_free(app);
+	app = zc_test_app(zc_function_setup);
+	ck_assert_ptr_nonnull(app);
+}
+
+/* stderr into a temporary file, and back; the file's text. */
+struct capture {
+	int fd, saved;
+};
+
+static void
+capture_start(struct capture *c)
+{
+	char path[] = "/tmp/zc-bm-log-XXXXXX";
+
+	c->fd = mkstemp(path);
+	ck_assert_int_ge(c->fd, 0);
+	unlink(path);
+	c->saved = dup(STDERR_FILENO);
+	dup2(c->fd, STDERR_FILENO);
+}
+
+/* Restores stderr; returns the captured text (free it). */
+static char *
+capture_end(struct capture *c)
+{
+	off_t size;
+	char *buf;
+	ssize_t n;
+
+	dup2(c->saved, STDERR_FILENO);
+	close(c->saved);
+	size = lseek(c->fd, 0, SEEK_END);
+	ck_assert_int_ge(size, 0);
+	buf = malloc((size_t)size + 1);
+	ck_assert_ptr_nonnull(buf);
+	n = pread(c->fd, buf, (size_t)size, 0);
+	close(c->fd);
+	ck_assert_int_eq(n, size);
+	buf[n] = '\0';
+	return buf;
+}
+
+/* Lines of text that contain needle. */
+static int
+count_lines(const char *text, const char *needle)
+{
+	const char *p = text, *nl;
+	int n = 0;
+
+	for (; *p != '\0'; p = nl + 1) {
+		nl = strchr(p, '\n');
+		if (nl == NULL)
+			nl = p + strlen(p);
+		if (memmem(p, (size_t)(nl - p), needle, strlen(needle)) != NULL)
+			n++;
+		if (*nl == '\0')
+			break;
+	}
+	return n;
 }
 
 static long long
@@ -349,34 +426,124 @@ START_TEST(test_audit_down_update_succeeds_fast)
 END_TEST
 
 /* With an audit-logger there, the record it gets is the seed's. */
-START_TEST(test_audit_record_sent)
+static const char audit_ok[] = "HTTP/1.1 200 OK\r\n"
+			       "Content-Type: application/json\r\n"
+			       "Content-Length: 2\r\n"
+			       "Connection: close\r\n\r\n{}";
+
+static void
+expect_audit_request(struct fake *f)
 {
-	static const char reply[] = "HTTP/1.1 200 OK\r\n"
-				    "Content-Type: application/json\r\n"
-				    "Content-Length: 2\r\n"
-				    "Connection: close\r\n\r\n{}";
-	struct fake f;
 	const char *body;
 
-	fake_start(&f, reply);
-	set_audit_port(f.port);
-	zc_app_free(app);
-	app = zc_test_app(zc_function_setup);
-	ck_assert_ptr_nonnull(app);
-
-	expect_update("erin", "0.3", "0.3");
-	fake_stop(&f);
-	ck_assert_int_eq(f.accepted, 1);
-	ck_assert_msg(strncmp(f.req, "POST /log HTTP/1.1\r\n", 20) == 0,
-		      "request: %s", f.req);
+	ck_assert_int_eq(atomic_load(&f->accepted), 1);
+	ck_assert_msg(strncmp(f->req, "POST /log HTTP/1.1\r\n", 20) == 0,
+		      "request: %s", f->req);
 	ck_assert_ptr_nonnull(
-		strcasestr(f.req, "\r\nContent-Type: application/json\r\n"));
-	body = strstr(f.req, "\r\n\r\n");
+		strcasestr(f->req, "\r\nContent-Type: application/json\r\n"));
+	body = strstr(f->req, "\r\n\r\n");
 	ck_assert_ptr_nonnull(body);
 	ck_assert_str_eq(body + 4,
 			 "{\"action\":\"balance_update\",\"details\":{"
 			 "\"account\":\"erin\",\"amount\":0.3,"
 			 "\"new_balance\":0.3}}");
+}
+
+START_TEST(test_audit_record_sent_sync)
+{
+	struct fake f;
+
+	setenv("AUDIT_MODE", "sync", 1);
+	fake_start(&f, audit_ok);
+	set_audit_port(f.port);
+	app_reopen();
+
+	expect_update("erin", "0.3", "0.3");
+	/* in line: the audit-logger had it before the update answered */
+	ck_assert_int_eq(atomic_load(&f.got), 1);
+	fake_stop(&f);
+	expect_audit_request(&f);
+}
+END_TEST
+
+START_TEST(test_audit_record_sent_async)
+{
+	struct fake f;
+	long long t0;
+
+	/* the default mode; an audit-logger that takes 800 ms to answer */
+	unsetenv("AUDIT_MODE");
+	fake_start(&f, audit_ok);
+	f.delay_ms = 800;
+	set_audit_port(f.port);
+	app_reopen();
+
+	t0 = now_ms();
+	expect_update("erin", "0.3", "0.3");
+	/* the update did not wait for the audit call */
+	ck_assert_msg(now_ms() - t0 < 600, "update took %lld ms",
+		      now_ms() - t0);
+	/* the record arrives shortly after */
+	while (atomic_load(&f.got) == 0 && now_ms() - t0 < 3000)
+		poll(NULL, 0, 5);
+	ck_assert_int_eq(atomic_load(&f.got), 1);
+	/* zc_app_free waits for the delivery in flight */
+	zc_app_free(app);
+	app = NULL;
+	fake_stop(&f);
+	expect_audit_request(&f);
+}
+END_TEST
+
+/*
+ * The audit call carries a key derived from the update's, so it may be
+ * retried and audit-logger records it once; a replayed update sends no
+ * second audit.
+ */
+START_TEST(test_audit_key_from_update_key)
+{
+	static const char *const hdr[] = {"Idempotency-Key: tx-9", NULL};
+	static const char body[] = "{\"account\":\"erin\",\"amount\":0.3}";
+	struct capture cap;
+	struct fake f;
+	zc_res *res;
+	char *text;
+
+	setenv("AUDIT_MODE", "sync", 1);
+	fake_start(&f, audit_ok);
+	set_audit_port(f.port);
+	app_reopen();
+	res = zc_test_request(app, "POST", "/update", hdr, body);
+	ck_assert_int_eq(zc_res_get_status(res), 200);
+	zc_res_free(res);
+	fake_stop(&f);
+	expect_audit_request(&f);
+	ck_assert_msg(strstr(f.req, "\r\nIdempotency-Key: audit-tx-9\r\n") !=
+			      NULL,
+		      "request: %s", f.req);
+
+	/* the retry of the update: replayed, and no audit call at all (the
+	 * audit-logger is gone now, so one would be logged undelivered) */
+	set_audit_port(closed_port());
+	capture_start(&cap);
+	res = zc_test_request(app, "POST", "/update", hdr, body);
+	text = capture_end(&cap);
+	ck_assert_int_eq(zc_res_get_status(res), 200);
+	ck_assert_str_eq(zc_res_get_header(res, "Idempotent-Replayed"), "true");
+	zc_res_free(res);
+	ck_assert_msg(strstr(text, "UNDELIVERED") == NULL, "log: %s", text);
+	free(text);
+	expect_update("erin", "0", "0.3");
+}
+END_TEST
+
+START_TEST(test_bad_audit_mode_fails_init)
+{
+	zc_app *a;
+
+	setenv("AUDIT_MODE", "sometimes", 1);
+	a = zc_test_app(zc_function_setup);
+	ck_assert_ptr_null(a);
 }
 END_TEST
 
@@ -384,44 +551,118 @@ END_TEST
  * An undelivered audit record is logged so it can be replayed: it must be
  * valid JSON on one line, whatever the account name holds.
  */
-START_TEST(test_undelivered_record_is_json)
+static const char odd_account[] = "q\\\"uote\\\\ and\\nnewline";
+static const char odd_decoded[] = "q\"uote\\ and\nnewline";
+
+/* The JSON value that follows tag in text (exactly one such line). */
+static json_t *
+record_after(const char *text, const char *tag)
 {
-	static const char account[] = "q\\\"uote\\\\ and\\nnewline";
-	static const char decoded[] = "q\"uote\\ and\nnewline";
-	char path[] = "/tmp/zc-bm-log-XXXXXX", buf[16384], body[256];
-	const char *rec, *tag = "[AUDIT-UNDELIVERED] ";
-	int fd = mkstemp(path), saved;
+	const char *rec;
 	json_error_t e;
-	zc_res *res;
 	json_t *v;
-	ssize_t n;
 
-	ck_assert_int_ge(fd, 0);
-	unlink(path);
-	snprintf(body, sizeof(body), "{\"account\":\"%s\",\"amount\":1.5}",
-		 account);
-	saved = dup(STDERR_FILENO);
-	dup2(fd, STDERR_FILENO);
-	res = update_raw(body);
-	dup2(saved, STDERR_FILENO);
-	close(saved);
-	ck_assert_int_eq(zc_res_get_status(res), 200);
-	zc_res_free(res);
-
-	n = pread(fd, buf, sizeof(buf) - 1, 0);
-	close(fd);
-	ck_assert_int_gt(n, 0);
-	buf[n] = '\0';
-	rec = strstr(buf, tag);
-	ck_assert_msg(rec != NULL, "no undelivered record in:\n%s", buf);
+	ck_assert_msg(count_lines(text, tag) == 1,
+		      "want one %s line in:\n%s", tag, text);
+	rec = strstr(text, tag);
 	rec += strlen(tag);
 	v = json_loads(rec, JSON_DISABLE_EOF_CHECK, &e);
 	ck_assert_msg(v != NULL, "record is not JSON (%s): %s", e.text, rec);
-	ck_assert_str_eq(
-		json_string_value(json_object_get(json_object_get(v, "details"),
-						  "account")),
-		decoded);
+	return v;
+}
+
+static void
+expect_odd_details(json_t *record)
+{
+	json_t *d = json_object_get(record, "details");
+	char *amount;
+
+	ck_assert_str_eq(json_string_value(json_object_get(record, "action")),
+			 "balance_update");
+	ck_assert_str_eq(json_string_value(json_object_get(d, "account")),
+			 odd_decoded);
+	amount = zc_json_dumps(json_object_get(d, "amount"));
+	ck_assert_ptr_nonnull(amount);
+	ck_assert_str_eq(amount, "1.5");
+	free(amount);
+	ck_assert(json_equal(json_object_get(d, "amount"),
+			     json_object_get(d, "new_balance")));
+}
+
+static void
+odd_update(void)
+{
+	char body[256];
+	zc_res *res;
+
+	snprintf(body, sizeof(body), "{\"account\":\"%s\",\"amount\":1.5}",
+		 odd_account);
+	res = update_raw(body);
+	ck_assert_int_eq(zc_res_get_status(res), 200);
+	zc_res_free(res);
+}
+
+START_TEST(test_undelivered_record_is_json_sync)
+{
+	struct capture cap;
+	json_t *v;
+	char *text;
+
+	setenv("AUDIT_MODE", "sync", 1);
+	app_reopen();
+	capture_start(&cap);
+	odd_update();
+	text = capture_end(&cap);
+	v = record_after(text, "[AUDIT-UNDELIVERED] ");
+	expect_odd_details(v);
 	json_decref(v);
+	free(text);
+}
+END_TEST
+
+START_TEST(test_undelivered_record_is_json_async)
+{
+	struct capture cap;
+	json_t *v, *rec;
+	char *text, want_url[64];
+	const char *url, *body;
+
+	/* audit-logger down (the fixture's closed port), async mode */
+	unsetenv("AUDIT_MODE");
+	app_reopen();
+	capture_start(&cap);
+	odd_update();
+	/* drains the queue: whatever is not delivered is logged by now */
+	zc_app_free(app);
+	app = NULL;
+	text = capture_end(&cap);
+	rec = record_after(text, "[UNDELIVERED] ");
+	ck_assert_str_eq(json_string_value(json_object_get(rec, "method")),
+			 "POST");
+	url = json_string_value(json_object_get(rec, "url"));
+	snprintf(want_url, sizeof(want_url), "%s/log",
+		 getenv("AUDIT_LOGGER_URL"));
+	ck_assert_str_eq(url, want_url);
+	ck_assert(json_is_array(json_object_get(rec, "headers")));
+	/* replayable as it was: with its Idempotency-Key */
+	{
+		json_t *h;
+		size_t i;
+		bool keyed = false;
+
+		json_array_foreach(json_object_get(rec, "headers"), i, h)
+			keyed |= strncmp(json_string_value(h),
+					 "Idempotency-Key: audit-", 23) == 0;
+		ck_assert_msg(keyed, "no Idempotency-Key in %s", text);
+	}
+	body = json_string_value(json_object_get(rec, "body"));
+	ck_assert_ptr_nonnull(body);
+	v = json_loads(body, 0, NULL);
+	ck_assert_msg(v != NULL, "body is not JSON: %s", body);
+	expect_odd_details(v);
+	json_decref(v);
+	json_decref(rec);
+	free(text);
 }
 END_TEST
 
@@ -460,32 +701,37 @@ hammer(void *arg)
 START_TEST(test_concurrent_updates_exact)
 {
 	pthread_t th[THREADS];
-	int devnull, saved, i;
-	char want[64];
+	struct capture cap;
+	char want[64], *text;
+	int i;
 
 	atomic_store(&ok_count, 0);
 	atomic_store(&bad_count, 0);
 	/* Two log lines per update would drown the test output. */
-	devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-	saved = dup(STDERR_FILENO);
-	dup2(devnull, STDERR_FILENO);
+	capture_start(&cap);
 	for (i = 0; i < THREADS; i++)
 		ck_assert_int_eq(
 			pthread_create(&th[i], NULL, hammer, (void *)(long)i),
 			0);
 	for (i = 0; i < THREADS; i++)
 		pthread_join(th[i], NULL);
-	dup2(saved, STDERR_FILENO);
-	close(saved);
-	close(devnull);
-
-	ck_assert_int_eq(atomic_load(&bad_count), 0);
-	ck_assert_int_eq(atomic_load(&ok_count), THREADS * UPDATES);
 	/* 8 x 2000 / 4 = 4000 cents each: exactly 40. */
 	snprintf(want, sizeof(want), "%d",
 		 THREADS * UPDATES / ACCOUNTS / 100);
 	for (i = 0; i < ACCOUNTS; i++)
 		expect_update(accounts[i], "0", want);
+	/* audit-logger is down: every update's record is in the log, as
+	 * [UNDELIVERED] from the queue or [AUDIT-UNDELIVERED] in line when
+	 * the queue was full - none lost, none doubled */
+	zc_app_free(app);
+	app = NULL;
+	text = capture_end(&cap);
+
+	ck_assert_int_eq(atomic_load(&bad_count), 0);
+	ck_assert_int_eq(atomic_load(&ok_count), THREADS * UPDATES);
+	ck_assert_int_eq(count_lines(text, "UNDELIVERED] "),
+			 THREADS * UPDATES + ACCOUNTS);
+	free(text);
 }
 END_TEST
 
@@ -502,8 +748,12 @@ balance_suite(void)
 	tcase_add_test(tc, test_amount_validation);
 	tcase_add_test(tc, test_range_overflow_422);
 	tcase_add_test(tc, test_audit_down_update_succeeds_fast);
-	tcase_add_test(tc, test_audit_record_sent);
-	tcase_add_test(tc, test_undelivered_record_is_json);
+	tcase_add_test(tc, test_audit_record_sent_sync);
+	tcase_add_test(tc, test_audit_record_sent_async);
+	tcase_add_test(tc, test_audit_key_from_update_key);
+	tcase_add_test(tc, test_bad_audit_mode_fails_init);
+	tcase_add_test(tc, test_undelivered_record_is_json_sync);
+	tcase_add_test(tc, test_undelivered_record_is_json_async);
 	tcase_add_test(tc, test_concurrent_updates_exact);
 	suite_add_tcase(s, tc);
 	return s;

@@ -22,17 +22,26 @@
 
 #include "zenith.h"
 
-/* ---- a one-shot fake balance-manager on loopback ---- */
+/* ---- a fake balance-manager on loopback ---- */
 
+#define MAX_SEEN 8
+
+/*
+ * It serves connections one after another, one request each: the first
+ * with first_reply (when set), every other with reply.  It keeps the first
+ * request whole and the Idempotency-Key of each.
+ */
 struct fake {
 	int lfd;
 	int port;
 	pthread_t thread;
 	atomic_int stop;
+	const char *first_reply;
 	const char *reply; /* a whole HTTP response; NULL: never answer */
-	char req[8192];	   /* the request it received */
+	char req[8192];	   /* the first request it received */
 	size_t req_len;
-	int accepted;
+	char keys[MAX_SEEN][128];
+	atomic_int accepted;
 };
 
 static int
@@ -50,30 +59,31 @@ wait_readable(struct fake *f, int fd)
 	return -1;
 }
 
-/* Read one request (headers and Content-Length body) into f->req. */
+/* Read one request (headers and Content-Length body) into buf. */
 static void
-read_request(struct fake *f, int fd)
+read_request(struct fake *f, int fd, char *buf, size_t size, size_t *len)
 {
 	const char *end, *cl;
 	size_t want = 0;
 	ssize_t n;
 
+	*len = 0;
+	buf[0] = '\0';
 	for (;;) {
 		if (wait_readable(f, fd) != 0)
 			return;
-		n = read(fd, f->req + f->req_len,
-			 sizeof(f->req) - 1 - f->req_len);
+		n = read(fd, buf + *len, size - 1 - *len);
 		if (n <= 0)
 			return;
-		f->req_len += (size_t)n;
-		f->req[f->req_len] = '\0';
-		end = strstr(f->req, "\r\n\r\n");
+		*len += (size_t)n;
+		buf[*len] = '\0';
+		end = strstr(buf, "\r\n\r\n");
 		if (end == NULL)
 			continue;
-		cl = strcasestr(f->req, "\r\ncontent-length:");
+		cl = strcasestr(buf, "\r\ncontent-length:");
 		if (cl != NULL && cl < end)
 			want = strtoul(cl + 17, NULL, 10);
-		if (f->req_len >= (size_t)(end + 4 - f->req) + want)
+		if (*len >= (size_t)(end + 4 - buf) + want)
 			return;
 	}
 }
@@ -82,25 +92,37 @@ static void *
 fake_main(void *arg)
 {
 	struct fake *f = arg;
-	char sink[256];
-	int fd;
+	char sink[256], buf[8192];
+	const char *reply, *k;
+	size_t len;
+	int fd, n;
 
-	if (wait_readable(f, f->lfd) != 0)
-		return NULL;
-	fd = accept(f->lfd, NULL, NULL);
-	if (fd < 0)
-		return NULL;
-	f->accepted++;
-	read_request(f, fd);
-	if (f->reply != NULL) {
-		(void)!write(fd, f->reply, strlen(f->reply));
-	} else {
-		/* Hold the connection, say nothing, until told or closed. */
-		while (wait_readable(f, fd) == 0 &&
-		       read(fd, sink, sizeof(sink)) > 0)
-			;
+	while (wait_readable(f, f->lfd) == 0) {
+		fd = accept(f->lfd, NULL, NULL);
+		if (fd < 0)
+			continue;
+		n = atomic_load(&f->accepted);
+		read_request(f, fd, buf, sizeof(buf), &len);
+		if (n == 0) {
+			memcpy(f->req, buf, len + 1);
+			f->req_len = len;
+		}
+		k = strcasestr(buf, "\r\nIdempotency-Key: ");
+		if (n < MAX_SEEN && k != NULL)
+			sscanf(k + 19, "%127[^\r]", f->keys[n]);
+		atomic_store(&f->accepted, n + 1);
+		reply = n == 0 && f->first_reply != NULL ? f->first_reply
+							 : f->reply;
+		if (reply != NULL) {
+			(void)!write(fd, reply, strlen(reply));
+		} else {
+			/* Hold it, say nothing, until told or closed. */
+			while (wait_readable(f, fd) == 0 &&
+			       read(fd, sink, sizeof(sink)) > 0)
+				;
+		}
+		close(fd);
 	}
-	close(fd);
 	return NULL;
 }
 
@@ -128,6 +150,7 @@ fake_start(struct fake *f, const char *reply)
 {
 	memset(f, 0, sizeof(*f));
 	atomic_init(&f->stop, 0);
+	atomic_init(&f->accepted, 0);
 	f->reply = reply;
 	f->lfd = listen_loopback(&f->port);
 	ck_assert_int_eq(pthread_create(&f->thread, NULL, fake_main, f), 0);
@@ -166,6 +189,7 @@ static void
 clear_env(void)
 {
 	unsetenv("BALANCE_MANAGER_URL");
+	unsetenv("BALANCE_MANAGER_BREAKER_FAILURES");
 	unsetenv("ZC_HANDLER_TIMEOUT_MS");
 }
 
@@ -276,7 +300,7 @@ START_TEST(test_bad_input_400)
 		zc_res_free(res);
 	}
 	fake_stop(&f);
-	ck_assert_int_eq(f.accepted, 0);
+	ck_assert_int_eq(atomic_load(&f.accepted), 0);
 	clear_env();
 }
 END_TEST
@@ -343,7 +367,7 @@ START_TEST(test_success)
 	free(text);
 
 	/* What balance-manager received. */
-	ck_assert_int_eq(f.accepted, 1);
+	ck_assert_int_eq(atomic_load(&f.accepted), 1);
 	ck_assert_msg(strncmp(f.req, "POST /update HTTP/1.1\r\n", 23) == 0,
 		      "request: %s", f.req);
 	ck_assert_ptr_nonnull(
@@ -427,50 +451,129 @@ END_TEST
 
 START_TEST(test_downstream_failures_502)
 {
-	static const char *const replies[] = {
-		/* a server error: not the client's fault, not passed on */
-		"HTTP/1.1 500 X\r\nContent-Type: application/json\r\n"
-		"Content-Length: 26\r\nConnection: close\r\n\r\n"
-		"{\"error\":\"internal error\"}",
+	static const struct {
+		const char *reply;
+		int requests;
+	} cases[] = {
+		/* a server error: not the client's fault, not passed on, and
+		 * not one of the statuses worth a retry (502/503/504/429) */
+		{"HTTP/1.1 500 X\r\nContent-Type: application/json\r\n"
+		 "Content-Length: 26\r\nConnection: close\r\n\r\n"
+		 "{\"error\":\"internal error\"}",
+		 1},
 		/* a 4xx that is not JSON */
-		"HTTP/1.1 400 X\r\nContent-Type: text/plain\r\n"
-		"Content-Length: 11\r\nConnection: close\r\n\r\nbad request",
+		{"HTTP/1.1 400 X\r\nContent-Type: text/plain\r\n"
+		 "Content-Length: 11\r\nConnection: close\r\n\r\nbad request",
+		 1},
 		/* 200 with garbage */
-		"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-		"Content-Length: 8\r\nConnection: close\r\n\r\nnot json",
+		{"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+		 "Content-Length: 8\r\nConnection: close\r\n\r\nnot json",
+		 1},
 		/* 200 without new_balance */
-		"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-		"Content-Length: 21\r\nConnection: close\r\n\r\n"
-		"{\"status\":\"updated\"}\n",
+		{"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+		 "Content-Length: 21\r\nConnection: close\r\n\r\n"
+		 "{\"status\":\"updated\"}\n",
+		 1},
 		/* 200 with a balance that is not money */
-		"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-		"Content-Length: 20\r\nConnection: close\r\n\r\n"
-		"{\"new_balance\":\"1\"}\n",
-		/* dies mid-reply */
-		"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-		"Content-Length: 100\r\nConnection: close\r\n\r\n{\"new_bal",
-		/* not HTTP at all */
-		"SSH-2.0-OpenSSH_9.2\r\n",
-		NULL,
+		{"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+		 "Content-Length: 20\r\nConnection: close\r\n\r\n"
+		 "{\"new_balance\":\"1\"}\n",
+		 1},
+		/*
+		 * dies mid-reply, every time: a transport error, so the keyed
+		 * update is retried (2 retries by default) with the same key;
+		 * after the last attempt it is a 502.  (A one-shot fake made
+		 * the retry wait on a listener nobody served until the 5 s
+		 * call timeout: 504, correctly, for a silent downstream.)
+		 */
+		{"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+		 "Content-Length: 100\r\nConnection: close\r\n\r\n{\"new_bal",
+		 3},
+		/* not HTTP at all: a transport failure, retried like one */
+		{"SSH-2.0-OpenSSH_9.2\r\n", 3},
 	};
-	int i;
+	size_t i;
 
-	for (i = 0; replies[i] != NULL; i++) {
+	/* one target serves every case: keep its breaker out of the count */
+	setenv("BALANCE_MANAGER_BREAKER_FAILURES", "0", 1);
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct fake f;
 		long long ms;
 		zc_res *res;
+		int n, k;
 
-		fake_start(&f, replies[i]);
+		fake_start(&f, cases[i].reply);
 		set_balance_port(f.port);
 		res = transact("{\"account\":\"a\",\"amount\":1}", &ms);
 		fake_stop(&f);
 		ck_assert_msg(zc_res_get_status(res) == 502,
-			      "reply #%d -> %d, want 502", i,
+			      "reply #%zu -> %d, want 502", i,
 			      zc_res_get_status(res));
 		expect_error(res, 502, "balance-manager");
-		ck_assert_msg(ms < 1000, "reply #%d took %lld ms", i, ms);
+		ck_assert_msg(ms < 1000, "reply #%zu took %lld ms", i, ms);
+		n = atomic_load(&f.accepted);
+		ck_assert_msg(n == cases[i].requests,
+			      "reply #%zu: %d requests, want %d", i, n,
+			      cases[i].requests);
+		for (k = 1; k < n; k++)
+			ck_assert_str_eq(f.keys[k], f.keys[0]);
 		zc_res_free(res);
 	}
+	clear_env();
+}
+END_TEST
+
+/*
+ * Exactly-once through a fault: the update dies mid-reply once, the
+ * runtime retries it with the same Idempotency-Key (the transaction id),
+ * and the answer carries that id.
+ */
+START_TEST(test_update_retried_with_same_key)
+{
+	struct fake f;
+	zc_res *res;
+	json_t *v;
+	const char *id;
+
+	fake_start(&f, http_reply(200, "{\"status\":\"updated\","
+					"\"new_balance\":2.5,"
+					"\"account\":\"a\"}"));
+	f.first_reply = "HTTP/1.1 200 OK\r\nContent-Type: application/json"
+			"\r\nContent-Length: 100\r\nConnection: close\r\n"
+			"\r\n{\"new_bal";
+	set_balance_port(f.port);
+	res = transact("{\"account\":\"a\",\"amount\":2.5}", NULL);
+	fake_stop(&f);
+	ck_assert_int_eq(zc_res_get_status(res), 200);
+	v = body_json(res);
+	id = json_string_value(json_object_get(v, "transaction_id"));
+	ck_assert_ptr_nonnull(id);
+	ck_assert_int_eq(atomic_load(&f.accepted), 2);
+	ck_assert_str_eq(f.keys[0], id);
+	ck_assert_str_eq(f.keys[1], id);
+	json_decref(v);
+	zc_res_free(res);
+	clear_env();
+}
+END_TEST
+
+/* A downstream that is down for good: retried, then 502 - fast. */
+START_TEST(test_update_503_retried_then_502)
+{
+	struct fake f;
+	long long ms;
+	zc_res *res;
+
+	fake_start(&f, http_reply(503, "{\"error\":\"draining\"}"));
+	set_balance_port(f.port);
+	res = transact("{\"account\":\"a\",\"amount\":1}", &ms);
+	fake_stop(&f);
+	expect_error(res, 502, "balance-manager");
+	ck_assert_int_eq(atomic_load(&f.accepted), 3);
+	ck_assert_str_eq(f.keys[2], f.keys[0]);
+	ck_assert_msg(ms < 1000, "took %lld ms", ms);
+	zc_res_free(res);
 	clear_env();
 }
 END_TEST
@@ -528,6 +631,8 @@ tp_suite(void)
 	tcase_add_test(tc, test_unique_ids);
 	tcase_add_test(tc, test_downstream_4xx_passed_through);
 	tcase_add_test(tc, test_downstream_failures_502);
+	tcase_add_test(tc, test_update_retried_with_same_key);
+	tcase_add_test(tc, test_update_503_retried_then_502);
 	tcase_add_test(tc, test_downstream_silent_deadline_504);
 	tcase_add_test(tc, test_routes);
 	suite_add_tcase(s, tc);
