@@ -132,3 +132,38 @@ format-check:
 
 clean:
 	rm -rf build build-asan build-tsan
+
+# --- benchmark smoke (owned by bench/; see bench/README.md) ----------------
+# A 2-second, ours-only run of bench/bench.sh so the harness cannot rot;
+# fails if a server died or a request erred.  `make test` may call it.
+.PHONY: bench-smoke
+bench-smoke: deps
+	@$(MAKE) --no-print-directory all
+	@BENCH_SMOKE=1 bench/bench.sh
+
+# ---------------------------------------------------------------------------
+# Container images (issue 4): the zenith/c-function buildpack, its build and
+# run images, and their tests; no Docker engine needed (docs/buildpack.md).
+#
+#   make image FN=<folder>  OCI archive build/images/<folder name>.oci.tar of
+#                           a function folder; BP_*=... settings pass through
+#   make test-buildpack     the buildpack's contract tests, no containers
+#   make test-image         installs its packages, builds the example and
+#                           starter images, runs them as containers on
+#                           127.0.0.1; ends with "image: N passed, N failed"
+#   make deps-image         only the Debian packages the three above use
+
+.PHONY: image test-buildpack test-image deps-image
+
+deps-image:
+	@buildpack/images/install-deps.sh
+
+image: deps-image
+	@test -n "$(FN)" || { echo "usage: make image FN=<function folder>, e.g. FN=examples/audit-logger" >&2; exit 2; }
+	@buildpack/lifecycle/image.sh "$(FN)"
+
+test-buildpack: deps-image
+	@python3 tests/buildpack/run.py
+
+test-image: deps-image
+	@tests/image/run.sh

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # common.sh - sourced by the image scripts (build-run-image.sh,
 # build-build-image.sh, ../lifecycle/image.sh, tests/image): where the cache
 # lives, and podman/buildah settings that work on a machine without a

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # install-deps.sh - the Debian 12 packages `make image`, `make test-buildpack`
 # and `make test-image` use, installed only when missing (root or sudo).
-# No Docker engine: podman with runc runs the containers, umoci and skopeo
-# write the OCI images, debootstrap makes the build image.
+# No Docker engine: podman with runc runs the containers, debootstrap makes
+# the build image; the OCI images are written by lifecycle/ocilayout.py.
 set -euo pipefail
 
-PKGS=(podman runc conmon umoci skopeo slirp4netns debootstrap
+PKGS=(podman runc conmon slirp4netns debootstrap
       gcc make pkg-config libc6-dev libmicrohttpd-dev libjansson-dev
       libcurl4-openssl-dev binutils file curl python3 ca-certificates)
 

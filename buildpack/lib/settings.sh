@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # settings.sh - sourced by bin/detect and bin/build: reads the BP_*
 # settings and finds the function's source folder.  Every setting, its
 # default and its meaning are listed in buildpack/README.md.
@@ -56,6 +57,7 @@ is_test_source() {
 # The detect rule: a line that starts a definition of the runtime's entry
 # point, "int zc_function_setup(" or (return type on its own line)
 # "zc_function_setup(", at the start of the line.
+# shellcheck disable=SC2034 # used by bin/detect
 ENTRY_RE='^(int[[:space:]]+)?zc_function_setup[[:space:]]*\('
 
 # function_sources DIR: the .c files compiled into the function, one a
