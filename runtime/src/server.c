@@ -31,7 +31,7 @@ struct zc_server {
  * server stays alive until the process ends; keeping it reachable here says
  * so to LeakSanitizer.
  */
-static struct zc_server *running;
+static struct zc_server *volatile running;
 
 static enum MHD_Result
 queue(struct MHD_Connection *conn, zc_app *app, zc_req *req, zc_res *res)
