@@ -329,6 +329,78 @@ zc_err zc_res_call_error(zc_res *res, const zc_call *call, zc_err err);
 zc_err zc_call_send_async(zc_call *call);
 
 /* ---------------------------------------------------------------------
+ * CloudEvents 1.0 over HTTP (binary, structured and batch modes), for
+ * Knative Eventing: Triggers deliver to "/" by default.
+ * ------------------------------------------------------------------- */
+typedef struct zc_event zc_event;
+
+/*
+ * An event handler.  ev is borrowed (valid until the handler returns).
+ * Answer through res: nothing set -> 202 Accepted (empty); a reply event
+ * with zc_res_event (200, binary mode); or an error status, which a broker
+ * retries or not by Knative's table (5xx, 404, 408, 409, 429: retried;
+ * other 4xx: not).  Non-zero return: 500 (retried).
+ */
+typedef int (*zc_event_handler)(zc_req *req, const zc_event *ev, zc_res *res,
+				void *arg);
+
+/*
+ * Receive events on POST path.  type: only events of this type reach the
+ * handler (NULL: every type; several routes may share a path with
+ * different types; an event no route takes is answered 202 and logged).
+ * Malformed events -> 400 naming the attribute; wrong content type for the
+ * mode -> 415; batch mode calls the handler once per event.
+ */
+zc_err zc_event_route(zc_app *app, const char *path, const char *type,
+		      zc_event_handler handler, void *arg);
+/* As zc_event_route, and the route answers with its reply event even
+ * when the sender did not send "Prefer: reply". */
+zc_err zc_event_route_replying(zc_app *app, const char *path,
+			       const char *type, zc_event_handler handler,
+			       void *arg);
+
+/* Attributes (borrowed; NULL when absent).  zc_event_attr reads any
+ * attribute, extensions included ("traceparent", "knativeerrorcode"). */
+const char *zc_event_id(const zc_event *ev);
+const char *zc_event_source(const zc_event *ev);
+const char *zc_event_type(const zc_event *ev);
+const char *zc_event_subject(const zc_event *ev);
+const char *zc_event_time(const zc_event *ev);
+const char *zc_event_datacontenttype(const zc_event *ev);
+const char *zc_event_attr(const zc_event *ev, const char *name);
+/* Iterate all attributes: 0 .. zc_event_attr_count()-1. */
+size_t zc_event_attr_count(const zc_event *ev);
+const char *zc_event_attr_at(const zc_event *ev, size_t i,
+			     const char **value);
+/* The data as bytes (len 0 when none), and parsed when it is JSON
+ * (borrowed, NULL otherwise). */
+const char *zc_event_data(const zc_event *ev, size_t *len);
+json_t *zc_event_json(const zc_event *ev);
+
+/* Building an event: the caller owns it and frees it with zc_event_free.
+ * id, time and source are filled when sent if left empty. */
+zc_event *zc_event_new(const char *type);
+zc_err zc_event_set(zc_event *ev, const char *attr, const char *value);
+/* JSON data (STEALS data); datacontenttype application/json. */
+zc_err zc_event_set_json(zc_event *ev, json_t *data);
+zc_err zc_event_set_data(zc_event *ev, const char *content_type,
+			 const void *data, size_t len);
+void zc_event_free(zc_event *ev);
+
+/* Answer an event request with a reply event (copied; ev stays yours). */
+zc_err zc_res_event(zc_res *res, const zc_event *ev);
+
+/*
+ * Send ev in binary mode (copied; ev stays yours) to: NULL -> K_SINK; an
+ * http(s) URL; or a broker name -> http://broker-ingress.knative-eventing
+ * .svc.cluster.local/<POD_NAMESPACE>/<name>.  K_CE_OVERRIDES extensions
+ * are applied; source defaults to the function's name; the traceparent
+ * extension and header carry the inbound trace.  Retried like an
+ * idempotent call (receivers dedupe on source + id).
+ */
+zc_err zc_event_send(zc_req *inbound, const char *target, const zc_event *ev);
+
+/* ---------------------------------------------------------------------
  * Logging: one line per message to stderr; LOG_LEVEL=debug|info|warn|error
  * ------------------------------------------------------------------- */
 typedef enum zc_level {

@@ -64,6 +64,7 @@ zc_app_free(zc_app *app)
 		app->shutdown(app->shutdown_arg);
 	zc__router_free(app);
 	zc__idem_free(app->idem);
+	zc__events_free(app);
 	free(app);
 }
 

@@ -1128,3 +1128,74 @@ zc__call_record(const zc_call *call)
 	json_decref(rec);
 	return out;
 }
+
+/*
+ * A call to an absolute URL (K_SINK, a broker ingress) rather than a
+ * function name; target_name keys its policy, breaker and bulkhead
+ * ("k-sink", the broker's name).  Same ownership as zc_call_new.
+ */
+zc_call *
+zc__call_new_url(zc_req *inbound, const char *target_name, const char *url,
+		 const char *method)
+{
+	zc_call *call = calloc(1, sizeof(*call));
+
+	if (call == NULL)
+		return NULL;
+	call->inbound = inbound;
+	call->timeout_ms = default_timeout_ms;
+	call->connect_ms = default_connect_ms;
+	call->max_reply = default_max_reply;
+	if (propagate(call, inbound) != 0) {
+		zc_call_free(call);
+		return NULL;
+	}
+	if (method == NULL || !valid_method(method) || url == NULL ||
+	    (strncmp(url, "http://", 7) != 0 &&
+	     strncmp(url, "https://", 8) != 0) ||
+	    strlen(url) >= ZC_URL_MAX || !valid_header_value(url)) {
+		call->setup_err = ZC_ERR_INVALID;
+		return call;
+	}
+	memcpy(call->method, method, strlen(method) + 1);
+	if ((call->target = zc__target_get(target_name)) == NULL ||
+	    (call->url = strdup(url)) == NULL) {
+		zc_call_free(call);
+		return NULL;
+	}
+	call->timeout_ms = call->target->policy.timeout_ms;
+	call->connect_ms = call->target->policy.connect_timeout_ms;
+	return call;
+}
+
+/* The receiver dedupes (CloudEvents: on source + id), so a repeat is safe. */
+void
+zc__call_set_repeatable(zc_call *call)
+{
+	if (call != NULL)
+		call->keyed = true;
+}
+
+/* Body bytes with a content type of the caller's (binary-mode events). */
+zc_err
+zc__call_body(zc_call *call, const char *content_type, const void *data,
+	      size_t len)
+{
+	char *copy;
+
+	if (call == NULL)
+		return ZC_ERR_INVALID;
+	copy = malloc(len + 1);
+	if (copy == NULL)
+		return setup_fail(call, ZC_ERR_NOMEM);
+	if (len > 0)
+		memcpy(copy, data, len);
+	copy[len] = '\0';
+	free(call->body);
+	call->body = copy;
+	call->body_len = len;
+	call->has_body = true;
+	if (content_type != NULL)
+		return zc_call_header(call, "Content-Type", content_type);
+	return ZC_OK;
+}

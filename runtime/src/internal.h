@@ -71,6 +71,7 @@ struct zc_app {
 	bool init_ran;
 	zc_config cfg;
 	struct zc_idem *idem; /* created with the first idempotent route */
+	void *events;	      /* event routes, owned by cloudevents.c */
 	atomic_int state;
 	atomic_long inflight;
 };
@@ -265,6 +266,15 @@ void zc__call_detach(zc_call *call);
 void zc__call_set_drain_deadline(zc_call *call, long long deadline_ns);
 zc_err zc__call_setup_err(const zc_call *call);
 char *zc__call_record(const zc_call *call);
+/* For emitters that call URLs, not functions (cloudevents.c). */
+zc_call *zc__call_new_url(zc_req *inbound, const char *target_name,
+			  const char *url, const char *method);
+void zc__call_set_repeatable(zc_call *call);
+zc_err zc__call_body(zc_call *call, const char *content_type,
+		     const void *data, size_t len);
+
+/* ---- CloudEvents (cloudevents.c) ---- */
+void zc__events_free(zc_app *app);
 
 /* ---- time ---- */
 long long zc__now_ns(void);
