@@ -91,10 +91,13 @@ check_health_paths(const zc_app *app)
 	for (k = 0; k < app->nroutes; k++) {
 		const char *p = app->routes[k].pattern;
 		if (strcmp(p, app->cfg.readiness_path) == 0 ||
-		    strcmp(p, app->cfg.liveness_path) == 0) {
-			zc_error("route \"%s %s\" collides with a health "
-				 "endpoint; move it or set "
-				 "ZC_READINESS_PATH/ZC_LIVENESS_PATH",
+		    strcmp(p, app->cfg.liveness_path) == 0 ||
+		    (app->cfg.metrics_path != NULL &&
+		     strcmp(p, app->cfg.metrics_path) == 0)) {
+			zc_error("route \"%s %s\" collides with a health or "
+				 "metrics endpoint; move it or set "
+				 "ZC_READINESS_PATH, ZC_LIVENESS_PATH or "
+				 "ZC_METRICS_PATH",
 				 app->routes[k].method, p);
 			return -1;
 		}
@@ -116,6 +119,7 @@ run_setup(zc_app *app, int (*setup)(zc_app *))
 		return -1;
 	}
 	app->init_ran = true;
+	zc__metrics_init(app);
 	return 0;
 }
 

@@ -17,6 +17,7 @@
 /* The drain deadline, for attempts already running (client.c aborts them
  * at it); 0 while not draining. */
 static _Atomic long long deadline_now;
+static atomic_ulong rejected_total, undelivered_total;
 
 long long
 zc__async_deadline_ns(void)
@@ -54,10 +55,22 @@ zc__async_configure(size_t queue_size, int workers)
 	pthread_mutex_unlock(&q.mu);
 }
 
+void
+zc__async_stats(struct zc_async_stats *st)
+{
+	pthread_mutex_lock(&q.mu);
+	st->depth = q.count;
+	pthread_mutex_unlock(&q.mu);
+	st->rejected = atomic_load(&rejected_total);
+	st->undelivered = atomic_load(&undelivered_total);
+}
+
 static void
 log_undelivered(zc_call *call, zc_err err)
 {
 	char *rec = zc__call_record(call);
+
+	atomic_fetch_add(&undelivered_total, 1);
 
 	zc_error("[UNDELIVERED] %s (%s, HTTP %d, %d attempts)",
 		 rec != NULL ? rec : "(out of memory)", zc_strerror(err),
@@ -140,6 +153,7 @@ zc_call_send_async(zc_call *call)
 	}
 	if (q.count == q.cap) {
 		pthread_mutex_unlock(&q.mu);
+		atomic_fetch_add(&rejected_total, 1);
 		return ZC_ERR_QUEUE_FULL;
 	}
 	zc__call_detach(call);

@@ -882,6 +882,7 @@ guarded_attempt(zc_call *call, CURL *curl, struct curl_slist *hdrs,
 	if (t->policy.max_concurrent > 0 &&
 	    atomic_fetch_add(&t->inflight, 1) >= t->policy.max_concurrent) {
 		atomic_fetch_sub(&t->inflight, 1);
+		atomic_fetch_add(&t->outcomes[ZC_ERR_BULKHEAD_FULL], 1);
 		return ZC_ERR_BULKHEAD_FULL;
 	}
 	err = zc__breaker_allow(&t->breaker, &generation,
@@ -899,6 +900,8 @@ guarded_attempt(zc_call *call, CURL *curl, struct curl_slist *hdrs,
 	}
 	if (t->policy.max_concurrent > 0)
 		atomic_fetch_sub(&t->inflight, 1);
+	if (err >= 0 && err < ZC_OUTCOMES)
+		atomic_fetch_add(&t->outcomes[err], 1);
 	return err;
 }
 

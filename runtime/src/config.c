@@ -137,6 +137,8 @@ zc__config_load(zc_config *cfg, char *err, size_t errsize)
 	cfg->max_connections = 0; /* libmicrohttpd's default */
 	cfg->readiness_path = "/health/readiness";
 	cfg->liveness_path = "/health/liveness";
+	cfg->metrics_path = "/metrics";
+	cfg->max_inflight = 0;
 	zc_policy_default(&cfg->policy);
 	cfg->client_max_reply = 8 * 1024 * 1024;
 	cfg->async_queue = 1024;
@@ -196,6 +198,14 @@ zc__config_load(zc_config *cfg, char *err, size_t errsize)
 		return -1;
 	if (env_path("ZC_LIVENESS_PATH", &cfg->liveness_path, err, errsize))
 		return -1;
+	s = getenv("ZC_METRICS_PATH");
+	if (s != NULL && strcmp(s, "off") == 0)
+		cfg->metrics_path = NULL;
+	else if (env_path("ZC_METRICS_PATH", &cfg->metrics_path, err, errsize))
+		return -1;
+	if (env_long("ZC_MAX_INFLIGHT", 0, 1000000, &cfg->max_inflight, err,
+		     errsize))
+		return -1;
 	if (env_long("ZC_CLIENT_TIMEOUT_MS", 1, 3600000,
 		     &cfg->policy.timeout_ms, err, errsize))
 		return -1;
@@ -243,6 +253,14 @@ zc__config_load(zc_config *cfg, char *err, size_t errsize)
 	if (env_long("ZC_IDEMPOTENCY_TTL_S", 1, 30L * 86400, &cfg->idem_ttl_s,
 		     err, errsize))
 		return -1;
+	if (cfg->metrics_path != NULL &&
+	    (strcmp(cfg->metrics_path, cfg->readiness_path) == 0 ||
+	     strcmp(cfg->metrics_path, cfg->liveness_path) == 0)) {
+		snprintf(err, errsize,
+			 "ZC_METRICS_PATH \"%s\" is also a health path",
+			 cfg->metrics_path);
+		return -1;
+	}
 	if (strcmp(cfg->readiness_path, cfg->liveness_path) == 0) {
 		snprintf(err, errsize,
 			 "ZC_READINESS_PATH and ZC_LIVENESS_PATH are both "

@@ -20,11 +20,15 @@ health(zc_app *app, zc_req *req, zc_res *res, bool readiness)
 		zc_res_jsonf(res, 200, "{s:s}", "status", "alive");
 		return;
 	}
-	if (state == ZC_READY)
-		zc_res_jsonf(res, 200, "{s:s}", "status", "ready");
-	else
+	if (state != ZC_READY)
 		zc_res_jsonf(res, 503, "{s:s}", "status",
 			     state == ZC_DRAINING ? "draining" : "starting");
+	/* saturated: the probe itself is one of the requests in flight */
+	else if (app->cfg.max_inflight > 0 &&
+		 atomic_load(&app->inflight) - 1 >= app->cfg.max_inflight)
+		zc_res_jsonf(res, 503, "{s:s}", "status", "saturated");
+	else
+		zc_res_jsonf(res, 200, "{s:s}", "status", "ready");
 }
 
 static bool
@@ -52,8 +56,17 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 	size_t plen;
 
 	zc__trace_begin(req);
+	req->route_id = ZC_ROUTE_ID_NONE;
+	if (app->cfg.metrics_path != NULL &&
+	    strcmp(req->path, app->cfg.metrics_path) == 0 &&
+	    is_get_or_head(req->method)) {
+		req->route_id = ZC_ROUTE_ID_METRICS;
+		zc__metrics_render(app, res);
+		return;
+	}
 	if (strcmp(req->path, app->cfg.readiness_path) == 0 ||
 	    strcmp(req->path, app->cfg.liveness_path) == 0) {
+		req->route_id = ZC_ROUTE_ID_HEALTH;
 		if (is_get_or_head(req->method)) {
 			health(app, req, res,
 			       strcmp(req->path, app->cfg.readiness_path) == 0);
@@ -67,6 +80,15 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 				     req->method, req->path);
 			zc_res_header(res, "Allow", "GET, HEAD, OPTIONS");
 		}
+		return;
+	}
+	if (req->shed) {
+		/* over ZC_MAX_INFLIGHT: refuse at once, queue nothing */
+		zc_res_error(res, 503,
+			     "over capacity: %ld requests in flight; retry "
+			     "later",
+			     app->cfg.max_inflight);
+		zc_res_header(res, "Retry-After", "1");
 		return;
 	}
 	if (req->too_large) {
@@ -115,6 +137,7 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 		return;
 	}
 	req->route = route->pattern;
+	req->route_id = zc__metrics_route_id(app, route);
 	req->nparams = 0;
 	for (i = 0; i < route->nsegs; i++) {
 		if (route->is_param[i]) {

@@ -31,6 +31,8 @@ typedef struct zc_config {
 	unsigned max_connections;
 	const char *readiness_path;
 	const char *liveness_path;
+	const char *metrics_path; /* NULL: metrics off */
+	long max_inflight;	  /* 0: unlimited */
 	zc_policy policy; /* global client defaults */
 	size_t client_max_reply;
 	size_t async_queue;
@@ -129,6 +131,9 @@ struct zc_req {
 	const char *param_values[ZC_MAX_PARAMS];
 	int nparams;
 	const char *route; /* matched pattern, for logs */
+	int route_id;	   /* for metrics */
+	bool shed;	   /* over ZC_MAX_INFLIGHT: answer 503 */
+	bool probe;	   /* User-Agent kube-probe/...: no access line */
 	struct zc_trace trace;
 	/* time */
 	long long start_ns;
@@ -239,6 +244,7 @@ void zc__idem_finish_failed(struct zc_idem *t,
 			    const struct zc_idem_ticket *ticket);
 
 /* ---- targets: where and how calls go (discovery.c, target.c) ---- */
+#define ZC_OUTCOMES (ZC_ERR_DEADLINE + 1)
 enum { ZC_MODE_ENV = 0, ZC_MODE_DAPR, ZC_MODE_KNATIVE };
 zc_err zc__service_resolve(const char *service, char *buf, size_t size,
 			   int *mode);
@@ -250,7 +256,10 @@ struct zc_target {
 	zc_policy policy;
 	struct zc_breaker breaker;
 	atomic_int inflight; /* bulkhead */
+	atomic_ulong outcomes[ZC_OUTCOMES]; /* attempts by zc_err (metrics) */
 };
+struct zc_target *zc__targets(void); /* the list's head */
+const char *zc__outcome_name(int outcome);
 /* The target named name, created with its policy on first use; NULL only
  * on ENOMEM.  Lock-free after creation. */
 struct zc_target *zc__target_get(const char *name);
@@ -258,6 +267,10 @@ void zc__policy_set_global(const zc_policy *p);
 
 /* ---- async delivery (async.c, with call internals from client.c) ---- */
 void zc__async_configure(size_t queue_size, int workers);
+struct zc_async_stats {
+	unsigned long depth, rejected, undelivered;
+};
+void zc__async_stats(struct zc_async_stats *st);
 /* Deliver what is queued until deadline; log what is left.  Returns the
  * number of calls logged as undelivered. */
 long zc__async_drain(long long deadline_ns, bool reopen);
@@ -272,6 +285,15 @@ zc_call *zc__call_new_url(zc_req *inbound, const char *target_name,
 void zc__call_set_repeatable(zc_call *call);
 zc_err zc__call_body(zc_call *call, const char *content_type,
 		     const void *data, size_t len);
+
+/* ---- metrics (metrics.c) ---- */
+void zc__metrics_init(const zc_app *app);
+int zc__metrics_route_id(const zc_app *app, const struct zc_route *r);
+void zc__metrics_request(int route_id, const char *method, int status,
+			 long long ns);
+void zc__metrics_shed(void);
+void zc__metrics_render(zc_app *app, zc_res *res);
+enum { ZC_ROUTE_ID_NONE = 0, ZC_ROUTE_ID_HEALTH, ZC_ROUTE_ID_METRICS };
 
 /* ---- CloudEvents (cloudevents.c) ---- */
 void zc__events_free(zc_app *app);

@@ -1,6 +1,9 @@
 /*
  * log.c - one line per message to stderr, written with a single write(2)
- * so lines from concurrent handler threads never interleave.
+ * so lines from concurrent handler threads never interleave.  Text by
+ * default (for people); LOG_FORMAT=json gives one JSON object per line
+ * (for log pipelines), with the function's identity, the request's trace
+ * and span ids, and for access lines the route, status and duration.
  */
 #include "internal.h"
 
@@ -13,6 +16,15 @@
 
 static zc_level log_min = ZC_LOG_INFO;
 static char log_name[64] = "function";
+static bool log_json;
+static const char *log_revision;
+
+/* what an access line adds */
+struct access {
+	const zc_req *req;
+	int status;
+	double ms;
+};
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
@@ -20,8 +32,15 @@ void
 zc__log_init(const char *name)
 {
 	const char *lvl = getenv("LOG_LEVEL");
+	const char *fmt = getenv("LOG_FORMAT");
 
 	snprintf(log_name, sizeof(log_name), "%s", name);
+	log_revision = getenv("K_REVISION");
+	if (fmt != NULL && strcasecmp(fmt, "json") == 0)
+		log_json = true;
+	else if (fmt != NULL && *fmt != '\0' && strcasecmp(fmt, "text") != 0)
+		zc_warn("LOG_FORMAT=\"%.32s\" is not text or json; using text",
+			fmt);
 	if (lvl == NULL || *lvl == '\0')
 		return;
 	if (strcasecmp(lvl, "debug") == 0)
@@ -96,10 +115,88 @@ escape_controls(const char *msg, size_t len, size_t *outlen)
  * one (a complete [UNDELIVERED] record with its body) is formatted on the
  * heap rather than cut, since a cut record is a lost one.
  */
+/* A JSON string of s, with bytes that are not UTF-8 written as \xHH. */
+static json_t *
+safe_string(const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	json_t *v = json_stringn(s, n);
+	char *t;
+	size_t i, o = 0;
+
+	if (v != NULL)
+		return v;
+	if ((t = malloc(n * 4 + 1)) == NULL)
+		return json_string("(unprintable)");
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x80) {
+			t[o++] = '\\';
+			t[o++] = 'x';
+			t[o++] = hex[c >> 4];
+			t[o++] = hex[c & 15];
+		} else {
+			t[o++] = (char)c;
+		}
+	}
+	v = json_stringn(t, o);
+	free(t);
+	return v;
+}
+
+/* One JSON object per line; NULL when memory is short (text then). */
+static char *
+json_line(zc_level level, const char *time, const zc_req *req,
+	  const struct access *acc, const char *msg, size_t mn, size_t *len)
+{
+	static const char *const lv[] = {"debug", "info", "warn", "error"};
+	json_t *o = json_object();
+	char *out;
+
+	if (o == NULL)
+		return NULL;
+	json_object_set_new(o, "time", json_string(time));
+	json_object_set_new(o, "level", json_string(lv[level]));
+	json_object_set_new(o, "msg", safe_string(msg, mn));
+	json_object_set_new(o, "function", json_string(log_name));
+	if (log_revision != NULL)
+		json_object_set_new(o, "revision", safe_string(log_revision,
+							       strlen(log_revision)));
+	if (req != NULL && req->trace.trace_id[0] != '\0') {
+		json_object_set_new(o, "trace_id",
+				    json_string(req->trace.trace_id));
+		json_object_set_new(o, "span_id",
+				    json_string(req->trace.span_id));
+	}
+	if (acc != NULL) {
+		if (acc->req->route != NULL)
+			json_object_set_new(o, "route",
+					    json_string(acc->req->route));
+		json_object_set_new(o, "method",
+				    safe_string(acc->req->method,
+						strlen(acc->req->method)));
+		json_object_set_new(o, "path",
+				    safe_string(acc->req->path,
+						strlen(acc->req->path)));
+		json_object_set_new(o, "status", json_integer(acc->status));
+		json_object_set_new(o, "duration_ms", json_real(acc->ms));
+	}
+	out = zc__json_dump(o, len);
+	json_decref(o);
+	return out;
+}
+
+/*
+ * Format, escape and write one line.  Short lines use the stack; a long
+ * one (a complete [UNDELIVERED] record with its body) is formatted on the
+ * heap rather than cut, since a cut record is a lost one.
+ */
 static void
-vlog_trace(zc_level level, const char *trace_id, const char *fmt, va_list ap)
+vlog_req(zc_level level, const zc_req *req, const struct access *acc,
+	 const char *fmt, va_list ap)
 {
 	char head[160], small[4096], *msg = small, *esc, *line;
+	const char *trace_id = req != NULL ? req->trace.trace_id : NULL;
 	size_t hn, mn, en, total;
 	va_list ap2;
 	int m;
@@ -107,10 +204,6 @@ vlog_trace(zc_level level, const char *trace_id, const char *fmt, va_list ap)
 	if (level < log_min || level > ZC_LOG_ERROR)
 		return;
 	hn = format_time(head, sizeof(head));
-	m = snprintf(head + hn, sizeof(head) - hn, " %-5s %s: ",
-		     level_names[level], log_name);
-	if (m > 0)
-		hn += (size_t)m;
 	va_copy(ap2, ap);
 	m = vsnprintf(small, sizeof(small), fmt, ap);
 	if (m < 0) {
@@ -128,6 +221,25 @@ vlog_trace(zc_level level, const char *trace_id, const char *fmt, va_list ap)
 		}
 	}
 	va_end(ap2);
+	if (log_json) {
+		size_t jn;
+		char *j;
+
+		head[hn] = '\0';
+		j = json_line(level, head, req, acc, msg, mn, &jn);
+		if (j != NULL) {
+			j[jn++] = '\n'; /* the dump keeps room for it */
+			(void)!write(STDERR_FILENO, j, jn);
+			free(j);
+			if (msg != small)
+				free(msg);
+			return;
+		}
+	}
+	m = snprintf(head + hn, sizeof(head) - hn, " %-5s %s: ",
+		     level_names[level], log_name);
+	if (m > 0)
+		hn += (size_t)m;
 	esc = escape_controls(msg, mn, &en);
 	total = hn + (esc ? en : mn) + 64;
 	line = total <= 8192 ? NULL : malloc(total);
@@ -157,9 +269,7 @@ vlog_trace(zc_level level, const char *trace_id, const char *fmt, va_list ap)
 void
 zc_vlog(zc_level level, const char *fmt, va_list ap)
 {
-	zc_req *cur = zc__current();
-
-	vlog_trace(level, cur != NULL ? cur->trace.trace_id : NULL, fmt, ap);
+	vlog_req(level, zc__current(), NULL, fmt, ap);
 }
 
 void
@@ -173,18 +283,24 @@ zc_log(zc_level level, const char *fmt, ...)
 }
 
 static void
-log_trace(zc_level level, const char *trace_id, const char *fmt, ...)
+log_access(const struct access *acc, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+log_access(const struct access *acc, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vlog_trace(level, trace_id, fmt, ap);
+	vlog_req(ZC_LOG_INFO, acc->req, acc, fmt, ap);
 	va_end(ap);
 }
 
 void
 zc__log_access(const zc_req *req, int status, double ms)
 {
-	log_trace(ZC_LOG_INFO, req->trace.trace_id, "access %s %s %d %.3fms",
-		  req->method, req->path, status, ms);
+	struct access acc = {req, status, ms};
+
+	log_access(&acc, "access %s %s %d %.3fms", req->method, req->path,
+		   status, ms);
 }

@@ -72,6 +72,16 @@ respond(struct MHD_Connection *conn, zc_app *app, zc_req *req)
 	return ret;
 }
 
+/* Health and metrics answer even when the function is saturated. */
+static bool
+exempt(const zc_app *app, const char *path)
+{
+	return strcmp(path, app->cfg.readiness_path) == 0 ||
+	       strcmp(path, app->cfg.liveness_path) == 0 ||
+	       (app->cfg.metrics_path != NULL &&
+		strcmp(path, app->cfg.metrics_path) == 0);
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	   const char *method, const char *version, const char *upload_data,
@@ -82,7 +92,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 
 	(void)version;
 	if (req == NULL) {
-		const char *cl;
+		const char *cl, *ua;
 
 		req = malloc(sizeof(*req));
 		if (req == NULL)
@@ -91,7 +101,18 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		req->conn = conn;
 		req->started = true;
 		*con_cls = req;
-		atomic_fetch_add(&app->inflight, 1);
+		ua = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						 MHD_HTTP_HEADER_USER_AGENT);
+		req->probe = ua != NULL && strncmp(ua, "kube-probe/", 11) == 0;
+		/* Beyond ZC_MAX_INFLIGHT: an immediate 503, no queueing.
+		 * Probes and metrics still answer. */
+		if (atomic_fetch_add(&app->inflight, 1) >=
+			    app->cfg.max_inflight &&
+		    app->cfg.max_inflight > 0 && !exempt(app, url)) {
+			req->shed = true;
+			zc__metrics_shed();
+			return respond(conn, app, req);
+		}
 		/* Refuse an announced oversized body before reading it. */
 		cl = MHD_lookup_connection_value(
 			conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -152,15 +173,21 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	zc_app *app = cls;
 	zc_req *req = *con_cls;
+	long long ns;
 	double ms;
 
 	(void)conn;
 	if (req == NULL)
 		return;
-	ms = (double)(zc__now_ns() - req->start_ns) / 1e6;
-	if (req->status != 0)
-		zc__log_access(req, req->status, ms);
-	else
+	ns = zc__now_ns() - req->start_ns;
+	ms = (double)ns / 1e6;
+	if (req->status != 0) {
+		zc__metrics_request(req->route_id, req->method, req->status,
+				    ns);
+		/* kube-probe every few seconds would drown the access log */
+		if (!req->probe)
+			zc__log_access(req, req->status, ms);
+	} else
 		zc_warn("%s %s: connection ended before a response (%s)",
 			req->method, req->path,
 			toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED

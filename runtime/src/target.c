@@ -137,6 +137,8 @@ create(const char *name, const zc_policy *policy, bool *created)
 			 t->policy.breaker_open_ms,
 			 (unsigned)t->policy.breaker_probes);
 	atomic_init(&t->inflight, 0);
+	for (size_t i = 0; i < ZC_OUTCOMES; i++)
+		atomic_init(&t->outcomes[i], 0);
 	t->next = atomic_load_explicit(&targets, memory_order_relaxed);
 	atomic_store_explicit(&targets, t, memory_order_release);
 	pthread_mutex_unlock(&create_mu);
@@ -198,4 +200,24 @@ zc_service(zc_app *app, const char *name, const zc_policy *policy)
 		t->policy.breaker_open_ms, t->policy.breaker_probes,
 		t->policy.max_concurrent);
 	return ZC_OK;
+}
+
+struct zc_target *
+zc__targets(void)
+{
+	return atomic_load_explicit(&targets, memory_order_acquire);
+}
+
+const char *
+zc__outcome_name(int outcome)
+{
+	static const char *const names[ZC_OUTCOMES] = {
+		"ok",	     "nomem",	     "invalid",       "dns",
+		"refused",   "timeout",	     "transport",     "http_error",
+		"bad_reply", "too_large",    "breaker_open",  "bulkhead_full",
+		"queue_full", "deadline",
+	};
+
+	return outcome >= 0 && outcome < ZC_OUTCOMES ? names[outcome]
+						     : "other";
 }
