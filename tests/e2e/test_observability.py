@@ -1,0 +1,249 @@
+"""Observability and load shedding (issue 6): GET /metrics in Prometheus
+text format, LOG_FORMAT=json, kube-probe requests left out of the access
+log, and ZC_MAX_INFLIGHT's immediate 503 with readiness saying so."""
+import json
+import re
+import threading
+import time
+
+from harness import E2ETestCase, T, poll, request
+
+SAMPLE = re.compile(
+    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.eE+-]+|\+Inf|NaN)$')
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels)): value}; fails on a malformed line."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        if not m:
+            raise AssertionError("malformed metrics line: %r" % line)
+        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"',
+                                      m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def metric(samples, name, **labels):
+    want = frozenset(labels.items())
+    return sum(v for (n, ls), v in samples.items()
+               if n == name and want <= ls)
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class MetricsTest(E2ETestCase):
+
+    def test_metrics_count_requests_and_outcomes(self):
+        audit, balance, txn = self.chain()
+        for i in range(5):
+            r = request(txn.port, "POST", "/transaction",
+                        {"account": "M-1", "amount": 1})
+            self.assertEqual(r.status, 200)
+        request(txn.port, "POST", "/transaction", {"account": 1})  # 400
+        request(txn.port, "GET", "/nope")  # 404
+        r = request(txn.port, "GET", "/metrics")
+        self.assertEqual(r.status, 200)
+        self.assertTrue(r.header("Content-Type").startswith("text/plain"))
+        s = parse_metrics(r.text)
+        self.assertEqual(metric(s, "zc_http_requests_total",
+                                route="/transaction", method="POST",
+                                status="200"), 5)
+        self.assertEqual(metric(s, "zc_http_requests_total",
+                                route="/transaction", status="400"), 1)
+        self.assertEqual(metric(s, "zc_http_requests_total",
+                                route="(unmatched)", status="404"), 1)
+        self.assertEqual(metric(s, "zc_http_request_duration_seconds_count",
+                                route="/transaction"), 6)
+        self.assertEqual(metric(s, "zc_http_request_duration_seconds_bucket",
+                                route="/transaction", le="+Inf"), 6)
+        self.assertGreater(metric(s, "zc_http_request_duration_seconds_sum",
+                                  route="/transaction"), 0)
+        # the only request in flight is this scrape
+        self.assertEqual(metric(s, "zc_http_requests_in_flight"), 1)
+        self.assertEqual(metric(s, "zc_client_calls_total",
+                                target="balance-manager", outcome="ok"), 5)
+        self.assertEqual(metric(s, "zc_client_breaker_state",
+                                target="balance-manager"), 0)
+        self.assertGreater(metric(s, "zc_process_uptime_seconds"), 0)
+        self.assertGreater(metric(s, "zc_process_resident_memory_bytes"),
+                           1024 * 1024)
+        # the audit calls went through balance-manager's async queue
+        b = parse_metrics(request(balance.port, "GET", "/metrics").text)
+        self.assertIn(("zc_async_queue_depth", frozenset()), b)
+        self.assertEqual(metric(b, "zc_async_undelivered_total"), 0)
+
+    def test_breaker_state_and_failures_in_metrics(self):
+        txn = self.spawn("transaction-processor",
+                         {"ZC_BREAKER_FAILURES": 2, "ZC_CLIENT_RETRIES": 0})
+        for _ in range(3):
+            r = request(txn.port, "POST", "/transaction",
+                        {"account": "M-2", "amount": 1})
+            self.assertIn(r.status, (502, 503))
+        s = parse_metrics(request(txn.port, "GET", "/metrics").text)
+        self.assertEqual(metric(s, "zc_client_calls_total",
+                                target="balance-manager", outcome="refused"), 2)
+        self.assertEqual(metric(s, "zc_client_breaker_state",
+                                target="balance-manager"), 2)
+
+    def test_metrics_path_configurable_and_off(self):
+        p = self.spawn("audit-logger", {"ZC_METRICS_PATH": "/internal/m"})
+        self.assertEqual(request(p.port, "GET", "/internal/m").status, 200)
+        self.assertEqual(request(p.port, "GET", "/metrics").status, 404)
+        q = self.spawn("audit-logger", {"ZC_METRICS_PATH": "off"})
+        self.assertJsonError(request(q.port, "GET", "/metrics"), 404)
+
+
+class JsonLogTest(E2ETestCase):
+
+    def test_json_lines_with_trace_and_access_fields(self):
+        tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        p = self.spawn("audit-logger", {"LOG_FORMAT": "json",
+                                        "K_SERVICE": "audit-logger",
+                                        "K_REVISION": "audit-logger-00001"})
+        probes_before = p.stderr_text().count("access GET /health/readiness")
+        request(p.port, "GET", "/health/readiness",
+                headers={"User-Agent": "kube-probe/1.29"})
+        r = request(p.port, "POST", "/log",
+                    {"action": "json\nline", "details": {"k": "v"}},
+                    headers={"traceparent": tp})
+        self.assertEqual(r.status, 200)
+        self.assertTrue(poll(lambda: '"access' in p.stderr_text() and
+                             "/log" in p.stderr_text(), T(3)))
+        lines = [l for l in p.stderr_text().splitlines() if l.strip()]
+        docs = []
+        for line in lines:
+            try:
+                docs.append(json.loads(line))
+            except ValueError:
+                self.fail("log line is not JSON: %r" % line)
+        for d in docs:
+            self.assertRegex(d["time"],
+                             r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+            self.assertIn(d["level"], ("debug", "info", "warn", "error"))
+            self.assertEqual(d["function"], "audit-logger")
+            self.assertEqual(d["revision"], "audit-logger-00001")
+        audit = [d for d in docs if d["msg"].startswith("[AUDIT]")]
+        self.assertEqual(len(audit), 1)
+        self.assertIn("json\nline", audit[0]["msg"])  # one line, escaped
+        self.assertEqual(audit[0]["trace_id"],
+                         "4bf92f3577b34da6a3ce929d0e0e4736")
+        self.assertRegex(audit[0]["span_id"], r"^[0-9a-f]{16}$")
+        self.assertEqual(
+            p.stderr_text().count("access GET /health/readiness"),
+            probes_before, "a kube-probe request was logged")
+        access = [d for d in docs if d["msg"].startswith("access POST")]
+        self.assertEqual(len(access), 1)
+        a = access[0]
+        self.assertEqual((a["route"], a["method"], a["path"], a["status"]),
+                         ("/log", "POST", "/log", 200))
+        self.assertGreater(a["duration_ms"], 0)
+        self.assertEqual(a["trace_id"], audit[0]["trace_id"])
+
+    def test_text_access_log_skips_probes(self):
+        p = self.spawn("audit-logger")
+        request(p.port, "GET", "/health/liveness",
+                headers={"User-Agent": "kube-probe/1.29"})
+        request(p.port, "GET", "/health/liveness",
+                headers={"User-Agent": "curl/8"})
+        self.assertTrue(poll(lambda: "access GET /health/liveness" in
+                             p.stderr_text(), T(3)))
+        time.sleep(0.1)
+        self.assertEqual(p.stderr_text().count("access GET /health/liveness"),
+                         1)
+
+
+class LoadSheddingTest(E2ETestCase):
+
+    LIMIT = 4
+
+    def slow_balance(self):
+        """balance-manager whose in-line audit call takes 400 ms."""
+        slow = self.fake(delay=0.4)
+        return self.spawn("balance-manager", {
+            "AUDIT_LOGGER_URL": slow.url, "AUDIT_MODE": "sync",
+            "ZC_MAX_INFLIGHT": self.LIMIT, "ZC_THREADS": 16})
+
+    def test_twice_the_limit_gets_answers_or_503(self):
+        p = self.slow_balance()
+        results = []
+        lock = threading.Lock()
+
+        def one(i):
+            try:
+                r = request(p.port, "POST", "/update",
+                            {"account": "S-%d" % i, "amount": 1},
+                            timeout=T(5))
+            except OSError as e:  # a hang or a dropped connection
+                r = e
+            with lock:
+                results.append(r)
+        threads = [threading.Thread(target=one, args=(i,))
+                   for i in range(2 * self.LIMIT)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        # while saturated, readiness says so (and still answers)
+        time.sleep(0.15)
+        ready = request(p.port, "GET", "/health/readiness")
+        for t in threads:
+            t.join(T(6))
+        took = time.monotonic() - t0
+        self.assertEqual(len(results), 2 * self.LIMIT, "a request hung")
+        ok = [r for r in results if getattr(r, "status", 0) == 200]
+        shed = [r for r in results if getattr(r, "status", 0) == 503]
+        self.assertEqual(len(ok) + len(shed), len(results),
+                         "neither answer nor 503: %r" % results)
+        self.assertGreaterEqual(len(ok), 1)
+        self.assertGreaterEqual(len(shed), 1)
+        for r in shed:
+            self.assertJsonError(r, 503)
+            self.assertEqual(r.header("Retry-After"), "1")
+            self.assertLess(r.elapsed, T(0.3), "503 was not immediate")
+        self.assertLess(took, T(3))
+        self.assertEqual(ready.status, 503)
+        self.assertEqual(ready.json(), {"status": "saturated"})
+        self.assertEqual(request(p.port, "GET", "/health/readiness").status,
+                         200)
+        s = parse_metrics(request(p.port, "GET", "/metrics").text)
+        self.assertEqual(metric(s, "zc_http_requests_shed_total"), len(shed))
+
+    def test_memory_flat_while_shedding(self):
+        p = self.slow_balance()
+        stop = threading.Event()
+
+        def hold():  # keep the function at its limit
+            while not stop.is_set():
+                try:
+                    request(p.port, "POST", "/update",
+                            {"account": "hold", "amount": 1}, timeout=T(5))
+                except OSError:
+                    pass
+        holders = [threading.Thread(target=hold) for _ in range(self.LIMIT)]
+        for t in holders:
+            t.start()
+        try:
+            time.sleep(0.2)
+            before = rss_kib(p.popen.pid)
+            shed = 0
+            for i in range(1500):
+                r = request(p.port, "POST", "/update",
+                            {"account": "x%d" % i, "amount": 1})
+                shed += r.status == 503
+            after = rss_kib(p.popen.pid)
+        finally:
+            stop.set()
+            for t in holders:
+                t.join(T(6))
+        self.assertGreater(shed, 1000, "the limit was not reached")
+        self.assertLess(after - before, 2048,
+                        "RSS grew %d KiB while shedding" % (after - before))
