@@ -26,6 +26,7 @@ WRK_TIMEOUT="${WRK_TIMEOUT:-2s}"
 BIN="${BIN:-$ROOT/build/bin}"
 PEERS="${PEERS:-$ROOT/../shared/peers}"
 STRICT="${BENCH_STRICT:-0}"
+REPORT="${BENCH_REPORT:-0}"
 HOST=127.0.0.1
 CLK_TCK="$(getconf CLK_TCK)"
 
@@ -36,6 +37,30 @@ declare -A BINNAME=([audit]=audit-logger [balance]=balance-manager [tx]=transact
 
 say() { printf '%s\n' "$*"; }
 die() { say "bench: $*" >&2; exit 1; }
+
+# --- targets -----------------------------------------------------------------
+
+TARGETS=(log update transaction)
+declare -A TPATH=([log]=/log [update]=/update [transaction]=/transaction)
+declare -A TBODY=([log]="$AUDIT_BODY" [update]="$ACCOUNT_BODY" [transaction]="$ACCOUNT_BODY")
+declare -A TROLE=([log]=audit [update]=balance [transaction]=tx)
+# The processes a request to the target runs through (for CPU per request).
+declare -A TROLES=([log]="audit" [update]="balance audit" [transaction]="tx balance audit")
+
+entry_role() { [[ "$1" == ceiling ]] && echo ceiling || echo "${TROLE[$2]}"; }
+target_roles() { [[ "$1" == ceiling ]] && echo ceiling || echo "${TROLES[$2]}"; }
+systems_for() { # target: who serves it (the ceiling stands in for /log)
+	local s out=()
+	for s in "${SYSTEMS[@]}"; do
+		[[ "$s" == ceiling && "$1" != log ]] && continue
+		out+=("$s")
+	done
+	echo "${out[*]}"
+}
+
+roles_of() { [[ "$1" == ceiling ]] && echo ceiling || echo "${ROLES[*]}"; }
+
+if [[ "$REPORT" != 1 ]]; then # the measuring part; BENCH_REPORT=1 only re-renders
 
 # --- packages ---------------------------------------------------------------
 
@@ -99,6 +124,7 @@ PORT_NEXT=$((20000 + ($$ % 90) * 128)) # below the ephemeral range (32768+)
 cleanup() {
 	local p i
 	trap - EXIT INT TERM
+	[[ -n "${WRK_PID:-}" ]] && kill -TERM "$WRK_PID" 2>/dev/null
 	for p in "${ALL_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
 	for p in "${ALL_PIDS[@]}"; do
 		for ((i = 0; i < 50; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -155,8 +181,6 @@ wait_up() { # system role: any HTTP answer on the port
 	return 1
 }
 
-roles_of() { [[ "$1" == ceiling ]] && echo ceiling || echo "${ROLES[*]}"; }
-
 start_system() { # system
 	local sys="$1" dir
 	case "$sys" in
@@ -184,26 +208,6 @@ start_system() { # system
 		start ceiling ceiling "$OUT/bin/ceiling" CEILING_ADDRESS=$HOST && wait_up ceiling ceiling
 		;;
 	esac
-}
-
-# --- targets -----------------------------------------------------------------
-
-TARGETS=(log update transaction)
-declare -A TPATH=([log]=/log [update]=/update [transaction]=/transaction)
-declare -A TBODY=([log]="$AUDIT_BODY" [update]="$ACCOUNT_BODY" [transaction]="$ACCOUNT_BODY")
-declare -A TROLE=([log]=audit [update]=balance [transaction]=tx)
-# The processes a request to the target runs through (for CPU per request).
-declare -A TROLES=([log]="audit" [update]="balance audit" [transaction]="tx balance audit")
-
-entry_role() { [[ "$1" == ceiling ]] && echo ceiling || echo "${TROLE[$2]}"; }
-target_roles() { [[ "$1" == ceiling ]] && echo ceiling || echo "${TROLES[$2]}"; }
-systems_for() { # target: who serves it (the ceiling stands in for /log)
-	local s out=()
-	for s in "${SYSTEMS[@]}"; do
-		[[ "$s" == ceiling && "$1" != log ]] && continue
-		out+=("$s")
-	done
-	echo "${out[*]}"
 }
 
 for t in "${TARGETS[@]}"; do
@@ -276,11 +280,13 @@ run_one() { # system target conns rep [warmup]
 	timeout $((DURATION + 15)) wrk -t1 -c"$c" -d"${DURATION}s" --timeout "$WRK_TIMEOUT" --latency \
 		-s "$OUT/raw/$t.lua" "$url" >"$out" 2>&1 &
 	w=$!
+	WRK_PID=$w
 	# Resident memory under load: sampled half way through the run.
 	half="$(awk -v d="$DURATION" 'BEGIN {print d / 2}')"
 	sleep "$half"
 	for r in $(roles_of "$sys"); do mid[$r]="$(mem_kib VmRSS "${PID[$sys/$r]}")"; done
 	wait "$w"
+	WRK_PID=
 	cpu1="$(cpu_ticks "${pids[@]}")"
 	tw="$(timewait "${ports[@]}")"
 	for r in $(roles_of "$sys"); do
@@ -316,14 +322,32 @@ run_one() { # system target conns rep [warmup]
 	printf '  %-8s %-12s c=%-3s rep=%s  %8s req/s  p50 %7s ms  p99 %7s ms  err %s/%s  cpu %6s us/req  rss %s KiB  tw %s%s\n' \
 		"$sys" "${TPATH[$t]}" "$c" "$rep" "$rps" "$p50" "$p99" "$st" "$sock" "$cpu" "$rss" "$tw" \
 		"${d:+  DIED: ${d%,}}"
-	for r in $(roles_of "$sys"); do : >"${LOG[$sys/$r]}"; done
-	check_dead "$sys"
+	check_dead "$sys" # (each log keeps its last run for inspection)
 }
 
 # --- go ----------------------------------------------------------------------
 
+# Idle share of all CPUs over one second, in percent.
+cpu_idle() {
+	local a b
+	a="$(head -1 /proc/stat)"
+	sleep 1
+	b="$(head -1 /proc/stat)"
+	printf '%s\n%s\n' "$a" "$b" | awk '{t = 0; for (i = 2; i <= NF; i++) t += $i; T[NR] = t; I[NR] = $5 + $6}
+		END {d = T[2] - T[1]; printf "%.0f", (d > 0 ? 100 * (I[2] - I[1]) / d : 100)}'
+}
+# Other work on the machine skews every figure: wait (up to QUIET_WAIT s)
+# for the CPUs to be mostly idle, and say what the load was.
+QUIET_WAIT="${QUIET_WAIT:-$([[ "$SMOKE" == 1 ]] && echo 0 || echo 120)}"
+idle="$(cpu_idle)"
+for ((waited = 1; idle < 90 && waited < QUIET_WAIT; waited += 1)); do idle="$(cpu_idle)"; done
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+say "bench: CPUs ${idle}% idle before the run, load average $LOAD_START"
+
 T_START=$SECONDS
-say "bench: $(date -u +%Y-%m-%dT%H:%M:%SZ) $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), kernel $(uname -r)"
+RUN_START="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+MACHINE="$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), kernel $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
+say "bench: $RUN_START $MACHINE"
 say "bench: systems [${SYSTEMS[*]}] connections [$CONNS] repeat $REPEAT x ${DURATION}s, warm-up ${WARMUP}s, wrk -t1 --timeout $WRK_TIMEOUT"
 for s in "${SYSTEMS[@]}"; do start_system "$s" || die "could not start $s"; done
 for s in "${SYSTEMS[@]}"; do
@@ -371,9 +395,9 @@ for ((set = 1; set <= COLD_SETS; set++)); do
 	for s in "${cold_systems[@]}"; do
 		next_port
 		if [[ "$s" == ours ]]; then
-			cmd=("$BIN/audit-logger") cenv=(ZC_LISTEN_ADDRESS=$HOST)
+			cmd=("$BIN/audit-logger") cenv=("ZC_LISTEN_ADDRESS=$HOST")
 		else
-			cmd=("$GO_DIR/bin/audit-logger") cenv=(LISTEN_HOST=$HOST)
+			cmd=("$GO_DIR/bin/audit-logger") cenv=("LISTEN_HOST=$HOST")
 		fi
 		# One unrecorded run first, so every recorded one finds the binary in the page cache.
 		env "${CLEAN_ENV[@]}" PORT="$REPLY" "${cenv[@]}" "$OUT/bin/coldstart" -p "$REPLY" -P /log \
@@ -386,6 +410,56 @@ for ((set = 1; set <= COLD_SETS; set++)); do
 		say "  $s set $set: $(grep '^COLDSTART' "$OUT/raw/cold.$s.$set.txt")"
 	done
 done
+
+# --- stop: SIGTERM, as an orchestrator would; ours must drain and exit 0 -------
+
+say ""
+declare -A EXIT_STATUS
+for key in "${!PID[@]}"; do kill -TERM "${PID[$key]}" 2>/dev/null; done
+for key in "${!PID[@]}"; do
+	# ZC_DRAIN_TIMEOUT_MS is 20 s by default; after 25 s it is a hang.
+	for ((i = 0; i < 250; i++)); do kill -0 "${PID[$key]}" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "${PID[$key]}" 2>/dev/null
+	wait "${PID[$key]}"
+	EXIT_STATUS[$key]=$?
+done
+BAD_EXIT=""
+for s in ours ceiling; do
+	line="  $s exit statuses after SIGTERM:"
+	for r in $(roles_of "$s"); do
+		line+=" $r=${EXIT_STATUS[$s/$r]}"
+		[[ "${EXIT_STATUS[$s/$r]}" == 0 ]] || BAD_EXIT+="$s/$r=${EXIT_STATUS[$s/$r]} "
+	done
+	say "$line"
+done
+ALL_PIDS=()
+
+LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
+T_ALL=$((SECONDS - T_START))
+RUN_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+# What the report needs to be drawn again later from the TSVs (BENCH_REPORT=1).
+{
+	printf 'RUN_DATE=%q\nRUN_START=%q\nDURATION=%q\nREPEAT=%q\nCONNS=%q\nWARMUP=%q\n' \
+		"$RUN_DATE" "$RUN_START" "$DURATION" "$REPEAT" "$CONNS" "$WARMUP"
+	printf 'COLD_SETS=%q\nCOLD_RUNS=%q\nWITH_GO=%q\nSYSTEMS_LIST=%q\nSMOKE=%q\n' \
+		"$COLD_SETS" "$COLD_RUNS" "$WITH_GO" "${SYSTEMS[*]}" "$SMOKE"
+	printf 'IDLE_START=%q\nLOAD_START=%q\nLOAD_END=%q\nT_LOAD=%q\nT_ALL=%q\nMACHINE=%q\n' \
+		"$idle" "$LOAD_START" "$LOAD_END" "$T_LOAD" "$T_ALL" "$MACHINE"
+	printf 'BAD_EXIT=%q\n' "$BAD_EXIT"
+} >"$OUT/meta.env"
+
+else # BENCH_REPORT=1
+	[[ -r "$OUT/meta.env" && -r "$OUT/runs.tsv" && -r "$OUT/cold.tsv" ]] ||
+		die "BENCH_REPORT=1: no earlier run in $OUT (meta.env, runs.tsv, cold.tsv)"
+	# shellcheck disable=SC1091
+	. "$OUT/meta.env"
+	read -r -a SYSTEMS <<<"$SYSTEMS_LIST"
+	RUNS="$OUT/runs.tsv" COLD="$OUT/cold.tsv"
+	cold_systems=(ours)
+	[[ "$WITH_GO" == 1 ]] && cold_systems+=(go)
+	declare -A DEAD
+	say "bench: re-rendering the run of $RUN_DATE from $OUT"
+fi
 
 # --- summary -----------------------------------------------------------------
 
@@ -435,9 +509,12 @@ cold_range() { awk -F'\t' -v s="$1" 'NR > 1 && $1 == s {print $4}' "$COLD" | sor
 
 MD="$OUT/results.md"
 {
+	say "Run $RUN_START to $RUN_DATE on $MACHINE; CPUs ${IDLE_START:-$idle}% idle before it, load average $LOAD_START at start and $LOAD_END at end."
+	say "wrk -t1 --timeout 2s, connections [$CONNS], $REPEAT x ${DURATION}s per (system, target, connections), systems alternating; ${WARMUP}s warm-up per system and target."
+	say ""
 	say "| system | target | conns | req/s (median) | req/s min..max | p50 ms | p99 ms (min..max) | non-2xx / socket errors | server CPU µs/req | RSS MiB (entry fn, under load) | HWM MiB | TIME_WAIT after |"
 	say "|---|---|---|---:|---|---:|---|---|---:|---:|---:|---:|"
-	tail -n +2 "$RES" | while IFS=$'\t' read -r s t c reps rps rmin rmax p50 p99 p99l p99h st so tw cpu rss hwm _; do
+	tail -n +2 "$RES" | while IFS=$'\t' read -r s t c _ rps rmin rmax p50 p99 p99l p99h st so tw cpu rss hwm _; do
 		say "| $s | POST ${TPATH[$t]} | $c | $rps | $rmin..$rmax | $p50 | $p99 ($p99l..$p99h) | $st / $so | $cpu | $rss | $hwm | $tw |"
 	done
 } >"$MD"
@@ -479,7 +556,8 @@ ratio() { # label value target-op target-value
 	else
 		verdict="NOT MET"
 	fi
-	printf '%s\t%s\t%s\t%s\n' "$label" "${v:--}" "${op:+$op $want}" "$verdict" >>"$RATIOS"
+	# No empty fields: `read` with IFS=tab would merge them.
+	printf '%s\t%s\t%s\t%s\n' "$label" "${v:--}" "$([[ -n "$op" ]] && echo "$op $want" || echo -)" "$verdict" >>"$RATIOS"
 }
 div() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == "" || a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b}'; }
 maxdiv() { # a1 b1 a2 b2 ...: largest a/b
@@ -541,10 +619,13 @@ if command -v gnuplot >/dev/null; then
 		printf '%s %s %s\n' "$c" "$rps" "$p99" >>"$OUT/plot/$s.$t.dat"
 	done
 	{
-		echo "set terminal pngcairo size 1200,720 font 'sans,9'"
+		# libgd's png: a palette image a quarter the size of pngcairo's.
+		echo "set terminal png size 1200,720 font 'DejaVuSans,9'"
 		echo "set output '$PNG'"
-		echo "set multiplot layout 2,3 title 'Zenith C vs the seed Go chain: wrk -t1, median of $REPEAT x ${DURATION}s, $(nproc) CPUs, $(date -u +%Y-%m-%d)'"
-		echo "set logscale x 2; set xtics ($(tr ' ' ',' <<<"$CONNS" | sed 's/,$//')); set grid; set key top left"
+		echo "set multiplot layout 2,3 title 'Zenith C vs the seed Go chain: wrk -t1, median of $REPEAT x ${DURATION}s, $(nproc) CPUs, ${RUN_DATE%%T*}'"
+		tics="$(for c in $CONNS; do printf '"%s" %s, ' "$c" "$c"; done)"
+		echo "set logscale x 2; set xrange [0.8:$((CMAX * 5 / 4))]; set xtics (${tics%, }); set grid; set key top left"
+		echo "set offsets 0, 0, graph 0.3, 0 # headroom for the key"
 		echo "set xlabel 'connections'"
 		for metric in rps p99; do
 			for t in "${TARGETS[@]}"; do
@@ -571,14 +652,15 @@ fi
 
 # --- report ------------------------------------------------------------------
 
-T_ALL=$((SECONDS - T_START))
 say ""
 cat "$MD"
 say ""
 say "results: $RES (medians), $RUNS (every run), $COLD, $RATIOS, $MD${PNG:+, $PNG}"
-say "bench: load ${T_LOAD}s, total ${T_ALL}s"
+say "bench: load ${T_LOAD}s, total ${T_ALL}s; load average at start $LOAD_START, at end $LOAD_END"
 
 rc=0
+# 128 + 11 is SIGSEGV: a crash while draining, not a clean stop.
+[[ -n "${BAD_EXIT:-}" ]] && { say "bench: FAIL: not a clean exit (0) after SIGTERM: $BAD_EXIT"; rc=1; }
 for s in "${!DEAD[@]}"; do
 	[[ "$s" == ours || "$s" == ceiling || "$SMOKE" == 1 ]] && { say "bench: FAIL: $s died (${DEAD[$s]})"; rc=1; }
 done
