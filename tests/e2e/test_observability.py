@@ -2,11 +2,12 @@
 text format, LOG_FORMAT=json, kube-probe requests left out of the access
 log, and ZC_MAX_INFLIGHT's immediate 503 with readiness saying so."""
 import json
+import os
 import re
 import threading
 import time
 
-from harness import E2ETestCase, T, poll, request
+from harness import CONFIG, E2ETestCase, T, poll, request
 
 SAMPLE = re.compile(
     r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.eE+-]+|\+Inf|NaN)$')
@@ -245,5 +246,7 @@ class LoadSheddingTest(E2ETestCase):
             for t in holders:
                 t.join(T(6))
         self.assertGreater(shed, 1000, "the limit was not reached")
+        if "tsan" in os.path.basename(CONFIG["build"].rstrip("/")):
+            return  # TSan's shadow memory and history grow by design
         self.assertLess(after - before, 2048,
                         "RSS grew %d KiB while shedding" % (after - before))
