@@ -358,6 +358,19 @@ zc_err zc_event_route(zc_app *app, const char *path, const char *type,
 zc_err zc_event_route_replying(zc_app *app, const char *path,
 			       const char *type, zc_event_handler handler,
 			       void *arg);
+/*
+ * As zc_event_route, for a handler that must apply each event once: an
+ * event whose source + id this route has already handled does not run the
+ * handler again; it gets the stored answer (a stored reply event is sent
+ * again only when a reply is asked for, else 202).  The same source + id
+ * still being handled: 409 with Retry-After (Knative retries it); with
+ * another type or data: 422.  Answers of 5xx and failed handlers are not
+ * stored.  Bounded like zc_route_idempotent (ZC_IDEMPOTENCY_MAX_KEYS,
+ * ZC_IDEMPOTENCY_TTL_S, shared with it), per process.
+ */
+zc_err zc_event_route_idempotent(zc_app *app, const char *path,
+				 const char *type, zc_event_handler handler,
+				 void *arg);
 
 /* Attributes (borrowed; NULL when absent).  zc_event_attr reads any
  * attribute, extensions included ("traceparent", "knativeerrorcode"). */

@@ -170,6 +170,35 @@ drain(zc_app *app, long long deadline)
 	return n;
 }
 
+static void *
+preload(void *arg)
+{
+	(void)arg;
+	if (zc__client_global_init() != 0)
+		zc_error("outbound calls will fail: libcurl cannot be loaded");
+	return NULL;
+}
+
+/*
+ * A function that declared targets will call out: load libcurl now, on a
+ * thread of its own, once the port is open, so neither the first request
+ * nor start-up waits for it.  Others load it only if they ever call.
+ */
+static void
+preload_client(void)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	if (zc__targets() == NULL)
+		return;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, preload, NULL) != 0)
+		(void)zc__client_global_init(); /* then in line */
+	pthread_attr_destroy(&attr);
+}
+
 int
 zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 {
@@ -204,11 +233,6 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if (zc__client_global_init() != 0) {
-		zc_error("cannot initialise libcurl");
-		free(app);
-		return 1;
-	}
 	apply_client_config(&app->cfg);
 	if (run_setup(app, setup) != 0) {
 		zc_app_free(app);
@@ -221,6 +245,7 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 		return 1;
 	}
 	atomic_store(&app->state, ZC_READY);
+	preload_client();
 	if (app->cfg.thread_per_connection)
 		zc_info("listening on port %d (a thread per connection, %zu "
 			"routes)",

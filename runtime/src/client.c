@@ -2,16 +2,56 @@
  * client.c - outbound HTTP calls from a handler to another function, with
  * libcurl.  One easy handle per thread so each worker keeps its own warm
  * connections and no curl handle is ever touched by two threads.
+ *
+ * libcurl is loaded with dlopen when first needed, not linked: it and the
+ * thirty-odd libraries it pulls in (TLS, IDN, LDAP, ...) cost several
+ * milliseconds of start-up and megabytes of resident memory, which a
+ * function that never calls out should not pay, and one that does should
+ * pay after its port is open (zc_main preloads it in the background).
  */
 #include "internal.h"
 
+#define CURL_DISABLE_TYPECHECK 1
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+/* The libcurl functions used here, resolved by global_init_once(). */
+static struct {
+	CURLcode (*global_init)(long);
+	CURL *(*easy_init)(void);
+	void (*easy_cleanup)(CURL *);
+	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+	CURLcode (*easy_perform)(CURL *);
+	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+	void (*easy_reset)(CURL *);
+	const char *(*easy_strerror)(CURLcode);
+	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+	void (*slist_free_all)(struct curl_slist *);
+} curl_api;
+
+#undef curl_easy_setopt
+#undef curl_easy_getinfo
+#define curl_global_init curl_api.global_init
+#define curl_easy_init curl_api.easy_init
+#define curl_easy_cleanup curl_api.easy_cleanup
+#define curl_easy_setopt curl_api.easy_setopt
+#define curl_easy_perform curl_api.easy_perform
+#define curl_easy_getinfo curl_api.easy_getinfo
+#define curl_easy_reset curl_api.easy_reset
+#define curl_easy_strerror curl_api.easy_strerror
+#define curl_slist_append(l, s)                                               \
+	(curl_api.slist_append != NULL ? curl_api.slist_append(l, s) : NULL)
+#define curl_slist_free_all(l)                                                \
+	do {                                                                   \
+		if (curl_api.slist_free_all != NULL)                           \
+			curl_api.slist_free_all(l);                            \
+	} while (0)
 
 /* Built-in defaults; zc__client_set_defaults() overrides them at start-up. */
 #define ZC_CLIENT_TIMEOUT_MS 5000L
@@ -94,6 +134,33 @@ static bool handle_key_ok;
 static void
 global_init_once(void)
 {
+	static const char *const sonames[] = {"libcurl.so.4",
+					      "libcurl-gnutls.so.4"};
+	void *h = NULL;
+	size_t i;
+
+	for (i = 0; h == NULL && i < sizeof(sonames) / sizeof(sonames[0]); i++)
+		h = dlopen(sonames[i], RTLD_NOW | RTLD_LOCAL);
+	if (h == NULL) {
+		zc_error("cannot load libcurl: %s", dlerror());
+		return;
+	}
+#define LOAD(field, sym)                                                       \
+	if ((*(void **)&curl_api.field = dlsym(h, sym)) == NULL) {              \
+		zc_error("libcurl lacks %s", sym);                             \
+		return;                                                        \
+	}
+	LOAD(global_init, "curl_global_init");
+	LOAD(easy_init, "curl_easy_init");
+	LOAD(easy_cleanup, "curl_easy_cleanup");
+	LOAD(easy_setopt, "curl_easy_setopt");
+	LOAD(easy_perform, "curl_easy_perform");
+	LOAD(easy_getinfo, "curl_easy_getinfo");
+	LOAD(easy_reset, "curl_easy_reset");
+	LOAD(easy_strerror, "curl_easy_strerror");
+	LOAD(slist_append, "curl_slist_append");
+	LOAD(slist_free_all, "curl_slist_free_all");
+#undef LOAD
 	global_rc = curl_global_init(CURL_GLOBAL_ALL) == CURLE_OK ? 0 : -1;
 }
 
@@ -298,6 +365,10 @@ zc_call_new(zc_req *inbound, const char *service, const char *method,
 	call->timeout_ms = default_timeout_ms;
 	call->connect_ms = default_connect_ms;
 	call->max_reply = default_max_reply;
+	if (zc__client_global_init() != 0) {
+		call->setup_err = ZC_ERR_INVALID; /* libcurl missing */
+		return call;
+	}
 	if (propagate(call, inbound) != 0) {
 		zc_call_free(call);
 		return NULL;
@@ -1149,6 +1220,10 @@ zc__call_new_url(zc_req *inbound, const char *target_name, const char *url,
 	call->timeout_ms = default_timeout_ms;
 	call->connect_ms = default_connect_ms;
 	call->max_reply = default_max_reply;
+	if (zc__client_global_init() != 0) {
+		call->setup_err = ZC_ERR_INVALID; /* libcurl missing */
+		return call;
+	}
 	if (propagate(call, inbound) != 0) {
 		zc_call_free(call);
 		return NULL;

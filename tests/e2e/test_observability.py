@@ -111,6 +111,10 @@ class JsonLogTest(E2ETestCase):
         p = self.spawn("audit-logger", {"LOG_FORMAT": "json",
                                         "K_SERVICE": "audit-logger",
                                         "K_REVISION": "audit-logger-00001"})
+        # the start-up readiness poll's access line lands after its answer
+        self.assertTrue(poll(lambda: "access GET /health/readiness" in
+                             p.stderr_text(), T(3)))
+        time.sleep(0.05)
         probes_before = p.stderr_text().count("access GET /health/readiness")
         request(p.port, "GET", "/health/readiness",
                 headers={"User-Agent": "kube-probe/1.29"})
