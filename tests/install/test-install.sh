@@ -98,12 +98,17 @@ expect "pkg-config --modversion zenith-c" "$version" \
 libs_complete() {
 	local libs w
 	libs="$(pkg-config --libs zenith-c)"
-	for w in -lzenithc -lmicrohttpd -ljansson -lcurl -lm -pthread; do
+	for w in -lzenithc -lmicrohttpd -ljansson -lm -pthread; do
 		[[ " $libs " == *" $w "* ]] || {
 			echo "missing $w in: $libs"
 			return 1
 		}
 	done
+	# libcurl is loaded at run time (dlopen), never linked
+	[[ " $libs " != *" -lcurl "* ]] || {
+		echo "-lcurl should not be linked: $libs"
+		return 1
+	}
 }
 check "pkg-config --libs names the archive and its dependencies" \
 	libs_complete || true
