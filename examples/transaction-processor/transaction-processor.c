@@ -5,11 +5,23 @@
  * second, unlike the seed's TXN-<unix seconds>) and sent as the
  * Idempotency-Key of the balance update, so the runtime may retry the
  * update through faults and balance-manager still applies it once.
+ *
+ * Event mode (EVENT_MODE=1, or K_SINK set; the seed's "Event-Driven via
+ * Broker"): POST /transaction answers 202 {"status":"accepted",
+ * "transaction_id"} and publishes com.example.transaction.created
+ * {account, amount, transaction_id} to K_SINK, the transaction id being
+ * the event id, so a redelivery is recognisable downstream.
  */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 #include <time.h>
 #include <zenith.h>
+
+/* balance-manager's limit on account names, checked before publishing:
+ * in event mode nobody would see its 400 */
+#define MAX_ACCOUNT 128
 
 static void
 new_transaction_id(char *buf, size_t size)
@@ -91,9 +103,99 @@ handle_transaction(zc_req *req, zc_res *res, void *arg)
 			    zc_timestamp(ts, sizeof(ts)));
 }
 
+/*
+ * Event mode: accept the transaction and publish it.  The answer says
+ * only that it was accepted; balance-manager applies it when the event
+ * arrives.  An event the sink did not take is the client's to retry
+ * (502/503/504), as in the synchronous chain.
+ */
+static int
+handle_transaction_event(zc_req *req, zc_res *res, void *arg)
+{
+	const char *account;
+	int64_t amount;
+	char id[64], text[24];
+	json_t *in, *data;
+	zc_event *ev;
+	zc_err err;
+
+	(void)arg;
+	in = zc_req_json(req, res);
+	if (in == NULL || zc_json_string(in, "account", &account, res) != 0 ||
+	    zc_json_money(in, "amount", &amount, res) != 0)
+		return 0;
+	if (account[0] == '\0' || strlen(account) > MAX_ACCOUNT)
+		return zc_res_error(res, 400,
+				    "field \"account\" must be 1 to %d bytes",
+				    MAX_ACCOUNT);
+	new_transaction_id(id, sizeof(id));
+	zc_info("Publishing transaction %s: account=%s, amount=%s", id,
+		account, zc_money_format(amount, text, sizeof(text)));
+
+	data = json_pack("{s:s, s:o, s:s}", "account", account, "amount",
+			 zc_money_json_new(amount), "transaction_id", id);
+	ev = zc_event_new("com.example.transaction.created");
+	if (data == NULL || ev == NULL) {
+		json_decref(data);
+		zc_event_free(ev);
+		return -1;
+	}
+	/* subject: for Trigger filters; an account a header cannot carry
+	 * (a control character) just goes without one */
+	(void)zc_event_set(ev, "subject", account);
+	err = zc_event_set(ev, "id", id);
+	if (err == ZC_OK)
+		err = zc_event_set_json(ev, data);
+	else
+		json_decref(data);
+	if (err == ZC_OK)
+		err = zc_event_send(req, NULL, ev);
+	zc_event_free(ev);
+	if (err != ZC_OK)
+		return zc_res_error(res, zc_err_http_status(err),
+				    "event sink unavailable: %s",
+				    zc_strerror(err));
+	return zc_res_jsonf(res, 202, "{s:s, s:s}", "status", "accepted",
+			    "transaction_id", id);
+}
+
+/* EVENT_MODE=1|true|on or 0|false|off; unset: on when K_SINK is set. */
+static int
+event_mode(int *on)
+{
+	const char *m = getenv("EVENT_MODE"), *sink = getenv("K_SINK");
+
+	if (m == NULL || *m == '\0')
+		*on = sink != NULL && *sink != '\0';
+	else if (!strcmp(m, "1") || !strcmp(m, "true") || !strcmp(m, "on"))
+		*on = 1;
+	else if (!strcmp(m, "0") || !strcmp(m, "false") || !strcmp(m, "off"))
+		*on = 0;
+	else {
+		zc_error("EVENT_MODE=\"%s\": expected 1 or 0", m);
+		return -1;
+	}
+	if (*on && (sink == NULL || *sink == '\0')) {
+		zc_error("event mode needs K_SINK: the URL events are sent to "
+			 "(a broker, or the next function)");
+		return -1;
+	}
+	return 0;
+}
+
 int
 zc_function_setup(zc_app *app)
 {
+	int events;
+
+	if (event_mode(&events) != 0)
+		return -1;
+	if (events) {
+		zc_info("event mode: transactions are published to %s",
+			getenv("K_SINK"));
+		return zc_route(app, "POST", "/transaction",
+				handle_transaction_event, NULL);
+	}
 	/* retries are safe: every update carries its Idempotency-Key */
 	if (zc_service(app, "balance-manager", NULL) != ZC_OK)
 		return -1;

@@ -5,295 +5,80 @@
  * what can be delivered is, and every call that cannot is logged as one
  * complete [UNDELIVERED] JSON record - none lost.
  */
-#include <arpa/inet.h>
 #include <check.h>
-#include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "internal.h"
 
+#include "fake_http.h"
+
 /* ---- a fake downstream: 200, or 503 for the first fail_first, or hang ---- */
 
-#define MAX_CONNS 32
-#define MAX_RECS 64
-
-static struct fake {
-	int lfd, port;
-	pthread_t accept_thr;
-	atomic_bool stop;
-	pthread_mutex_t mu;
-	int fds[MAX_CONNS];
-	pthread_t thr[MAX_CONNS];
-	int nconns;
-	atomic_int requests; /* answered */
-	atomic_int arrived;  /* read, answered or not */
+/* fake.arrived counts requests read, fake.requests those answered (and
+ * recorded, after fake.delay_ms). */
+static struct fake_http fake;
+static struct {
 	atomic_int fail_first; /* 503 to requests numbered below */
 	atomic_bool hang;      /* never answer */
-	atomic_int delay_ms;
-	char bodies[MAX_RECS][512];
-	char keys[MAX_RECS][64];
-} fake;
-
-struct conn {
-	int slot, fd;
-	size_t len;
-	char buf[16384];
-};
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+} ctl;
 
 static int
-read_request(struct conn *c, size_t *head, size_t *body)
+answer(struct fake_http *f, struct fh_conn *c)
 {
-	const char *end, *cl;
-	ssize_t n;
-
-	*body = 0;
-	for (;;) {
-		c->buf[c->len] = '\0';
-		if ((end = strstr(c->buf, "\r\n\r\n")) != NULL)
-			break;
-		if (c->len >= sizeof(c->buf) - 1)
-			return -1;
-		n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len,
-			 0);
-		if (n <= 0)
-			return -1;
-		c->len += (size_t)n;
-	}
-	*head = (size_t)(end - c->buf) + 4;
-	cl = strcasestr(c->buf, "\r\nContent-Length:");
-	if (cl != NULL && cl < end)
-		*body = strtoul(cl + 17, NULL, 10);
-	if (*head + *body >= sizeof(c->buf))
+	if (atomic_load(&ctl.hang)) {
+		fh_wait_quiet(f, c->fd, -1);
 		return -1;
-	while (c->len < *head + *body) {
-		n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len,
-			 0);
-		if (n <= 0)
-			return -1;
-		c->len += (size_t)n;
 	}
-	return 0;
-}
-
-/* Wait ms (-1: until the client leaves or the fake stops). */
-static int
-wait_quiet(int fd, long ms)
-{
-	struct pollfd p = {fd, POLLIN, 0};
-	long long end = now_ms() + ms;
-
-	while (!atomic_load(&fake.stop)) {
-		if (ms >= 0 && now_ms() >= end)
-			return 0;
-		if (poll(&p, 1, 10) != 0)
-			return -1;
-	}
-	return -1;
-}
-
-static void *
-conn_main(void *arg)
-{
-	static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Type: "
-				 "application/json\r\nContent-Length: 2\r\n"
-				 "\r\n{}";
-	static const char busy[] = "HTTP/1.1 503 Busy\r\nContent-Type: "
-				   "application/json\r\nContent-Length: 2\r\n"
-				   "\r\n{}";
-	struct conn *c = arg;
-	size_t head, body, k;
-	const char *key;
-	int n;
-
-	while (read_request(c, &head, &body) == 0) {
-		atomic_fetch_add(&fake.arrived, 1);
-		if (atomic_load(&fake.hang)) {
-			wait_quiet(c->fd, -1);
-			break;
-		}
-		if (atomic_load(&fake.delay_ms) > 0 &&
-		    wait_quiet(c->fd, atomic_load(&fake.delay_ms)) != 0)
-			break;
-		pthread_mutex_lock(&fake.mu);
-		n = atomic_fetch_add(&fake.requests, 1);
-		if (n < MAX_RECS) {
-			k = body < sizeof(fake.bodies[n]) - 1
-				    ? body
-				    : sizeof(fake.bodies[n]) - 1;
-			memcpy(fake.bodies[n], c->buf + head, k);
-			fake.bodies[n][k] = '\0';
-			key = strcasestr(c->buf, "\r\nIdempotency-Key: ");
-			if (key != NULL && key < c->buf + head)
-				sscanf(key + 19, "%63[^\r]", fake.keys[n]);
-		}
-		pthread_mutex_unlock(&fake.mu);
-		if (n < atomic_load(&fake.fail_first)) {
-			if (send(c->fd, busy, strlen(busy), MSG_NOSIGNAL) < 0)
-				break;
-		} else if (send(c->fd, ok, strlen(ok), MSG_NOSIGNAL) < 0) {
-			break;
-		}
-		memmove(c->buf, c->buf + head + body, c->len - head - body);
-		c->len -= head + body;
-	}
-	pthread_mutex_lock(&fake.mu);
-	fake.fds[c->slot] = -1;
-	close(c->fd);
-	pthread_mutex_unlock(&fake.mu);
-	free(c);
-	return NULL;
-}
-
-static void *
-accept_main(void *arg)
-{
-	struct pollfd pfd = {fake.lfd, POLLIN, 0};
-	struct conn *c;
-	int fd;
-
-	(void)arg;
-	while (!atomic_load(&fake.stop)) {
-		if (poll(&pfd, 1, 20) <= 0)
-			continue;
-		if ((fd = accept(fake.lfd, NULL, NULL)) < 0)
-			continue;
-		pthread_mutex_lock(&fake.mu);
-		if (fake.nconns == MAX_CONNS ||
-		    (c = calloc(1, sizeof(*c))) == NULL) {
-			pthread_mutex_unlock(&fake.mu);
-			close(fd);
-			continue;
-		}
-		c->fd = fd;
-		c->slot = fake.nconns;
-		fake.fds[c->slot] = fd;
-		if (pthread_create(&fake.thr[c->slot], NULL, conn_main, c) !=
-		    0) {
-			fake.fds[c->slot] = -1;
-			close(fd);
-			free(c);
-		} else {
-			fake.nconns++;
-		}
-		pthread_mutex_unlock(&fake.mu);
-	}
-	return NULL;
-}
-
-static int
-listen_loopback(int *port)
-{
-	struct sockaddr_in sa;
-	socklen_t sl = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-
-	ck_assert_int_ge(fd, 0);
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(listen(fd, 64), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-	*port = ntohs(sa.sin_port);
-	return fd;
+	if (fh_delay(f, c) != 0)
+		return -1;
+	if (fh_record(f, c) < atomic_load(&ctl.fail_first))
+		return fh_reply(c->fd, 503, "Busy", "", "{}", 2, false);
+	return fh_reply(c->fd, 200, "OK", "", "{}", 2, false);
 }
 
 static void
 fake_start(void)
 {
-	char url[64];
-
-	memset(&fake, 0, sizeof(fake));
-	pthread_mutex_init(&fake.mu, NULL);
-	fake.lfd = listen_loopback(&fake.port);
-	ck_assert_int_eq(
-		pthread_create(&fake.accept_thr, NULL, accept_main, NULL), 0);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d", fake.port);
-	setenv("A_DOWN_URL", url, 1);
+	atomic_store(&ctl.fail_first, 0);
+	atomic_store(&ctl.hang, false);
+	fh_start(&fake, answer);
+	set_service_port("a-down", fake.port);
 }
 
 static void
 fake_stop(void)
 {
-	int i, n;
-
-	atomic_store(&fake.stop, true);
-	pthread_join(fake.accept_thr, NULL);
-	close(fake.lfd);
-	pthread_mutex_lock(&fake.mu);
-	n = fake.nconns;
-	for (i = 0; i < n; i++)
-		if (fake.fds[i] >= 0)
-			shutdown(fake.fds[i], SHUT_RDWR);
-	pthread_mutex_unlock(&fake.mu);
-	for (i = 0; i < n; i++)
-		pthread_join(fake.thr[i], NULL);
-	pthread_mutex_destroy(&fake.mu);
+	fh_stop(&fake);
 }
 
 /* The fake is not there at all: connections are refused. */
 static void
 target_down(void)
 {
-	int port, fd = listen_loopback(&port);
-	char url[64];
-
-	close(fd);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
-	setenv("A_DOWN_URL", url, 1);
+	set_service_port("a-down", closed_port());
 }
 
 /* ---- app and helpers ---- */
-
-struct capture {
-	int fd, saved;
-};
 
 /* stderr is captured from the start of each test (fixture), so a record
  * a worker logs before the drain is seen too. */
 static struct capture cap;
 static bool capturing;
 
-static int
-setup(zc_app *app)
-{
-	(void)app;
-	return 0;
-}
-
 static zc_app *app;
 
 static void
 app_open(void)
 {
-	app = zc_test_app(setup);
-	ck_assert_ptr_nonnull(app);
+	app = open_app(setup_nothing);
 }
-
-static void capture_start(struct capture *c);
-static char *capture_end(struct capture *c);
 
 static void
 up(void)
@@ -362,37 +147,6 @@ wait_arrived(int n)
 	while (atomic_load(&fake.arrived) < n && now_ms() - t0 < 3000)
 		poll(NULL, 0, 5);
 	ck_assert_int_ge(atomic_load(&fake.arrived), n);
-}
-
-static void
-capture_start(struct capture *c)
-{
-	char path[] = "/tmp/zc-async-XXXXXX";
-
-	c->fd = mkstemp(path);
-	ck_assert_int_ge(c->fd, 0);
-	unlink(path);
-	c->saved = dup(STDERR_FILENO);
-	dup2(c->fd, STDERR_FILENO);
-}
-
-static char *
-capture_end(struct capture *c)
-{
-	off_t size;
-	char *buf;
-	ssize_t n;
-
-	dup2(c->saved, STDERR_FILENO);
-	close(c->saved);
-	size = lseek(c->fd, 0, SEEK_END);
-	buf = malloc((size_t)size + 1);
-	ck_assert_ptr_nonnull(buf);
-	n = pread(c->fd, buf, (size_t)size, 0);
-	close(c->fd);
-	ck_assert_int_eq(n, size);
-	buf[n] = '\0';
-	return buf;
 }
 
 /* zc_app_free (the drain), then the whole log of the test so far. */
@@ -482,7 +236,8 @@ START_TEST(test_delivered)
 	wait_requests(1, 3000);
 	ck_assert_int_eq(atomic_load(&fake.requests), 1);
 	pthread_mutex_lock(&fake.mu);
-	ck_assert_str_eq(fake.bodies[0], "{\"seq\":1,\"pad\":\"ppp\"}");
+	ck_assert_str_eq(fh_rec_body(&fake.recs[0]),
+			 "{\"seq\":1,\"pad\":\"ppp\"}");
 	pthread_mutex_unlock(&fake.mu);
 	log = drain_logged(NULL);
 	ck_assert_ptr_null(strstr(log, TAG));
@@ -496,7 +251,7 @@ START_TEST(test_delivered_with_retries_same_key)
 	char *log;
 
 	/* two 503s, then 200: the worker retries the keyed call */
-	atomic_store(&fake.fail_first, 2);
+	atomic_store(&ctl.fail_first, 2);
 	app_open();
 	send_ok(1, "audit-1", 0);
 	wait_requests(3, 3000);
@@ -505,9 +260,9 @@ START_TEST(test_delivered_with_retries_same_key)
 	ck_assert_ptr_null(strstr(log, TAG));
 	free(log);
 	pthread_mutex_lock(&fake.mu);
-	ck_assert_str_eq(fake.keys[0], "audit-1");
-	ck_assert_str_eq(fake.keys[1], "audit-1");
-	ck_assert_str_eq(fake.keys[2], "audit-1");
+	ck_assert_str_eq(fake.recs[0].key, "audit-1");
+	ck_assert_str_eq(fake.recs[1].key, "audit-1");
+	ck_assert_str_eq(fake.recs[2].key, "audit-1");
 	pthread_mutex_unlock(&fake.mu);
 }
 END_TEST
@@ -543,7 +298,7 @@ START_TEST(test_queue_full)
 	setenv("ZC_ASYNC_QUEUE_SIZE", "2", 1);
 	setenv("ZC_DRAIN_TIMEOUT_MS", "300", 1);
 	setenv("A_DOWN_TIMEOUT_MS", "800", 1);
-	atomic_store(&fake.hang, true);
+	atomic_store(&ctl.hang, true);
 	app_open();
 
 	send_ok(1, NULL, 0);
@@ -715,7 +470,7 @@ START_TEST(test_drain_deadline_bounds_in_flight)
 	char *log;
 
 	setenv("ZC_DRAIN_TIMEOUT_MS", "300", 1);
-	atomic_store(&fake.hang, true);
+	atomic_store(&ctl.hang, true);
 	app_open();
 	send_ok(1, NULL, 0);
 	wait_arrived(1);
@@ -805,17 +560,5 @@ async_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	signal(SIGPIPE, SIG_IGN);
-	if (zc__client_global_init() != 0) {
-		fprintf(stderr, "curl_global_init failed\n");
-		return EXIT_FAILURE;
-	}
-	sr = srunner_create(async_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return run_client_suite(async_suite());
 }

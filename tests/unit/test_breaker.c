@@ -7,22 +7,14 @@
  */
 #include <check.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "internal.h"
+
+#include "testutil.h"
 
 #define OPEN_MS 60
 
 static struct zc_breaker b;
-
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) != 0)
-		;
-}
 
 /* allow; on success report the result at once. */
 static zc_err
@@ -341,11 +333,5 @@ breaker_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(breaker_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return run_suite(breaker_suite());
 }

@@ -3,23 +3,16 @@
  * process that misbehaves on demand: errors, garbage, slowness, hang-ups,
  * oversized replies.  Each test starts its own server on 127.0.0.1:0.
  */
-#include <arpa/inet.h>
 #include <check.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "internal.h"
+
+#include "fake_http.h"
 
 enum scenario {
 	SC_OK,       /* 200 {"ok":true,"n":1}, keep-alive */
@@ -37,122 +30,31 @@ enum scenario {
 };
 
 #define SLOW_MS 2000
-#define MAX_CONNS 64
 
-static struct fake {
-	int lfd;
-	int port;
-	pthread_t accept_thr;
+/* ---- the fake downstream: every request answered as scenario says ---- */
+
+static struct fake_http fake;
+static struct {
 	atomic_int scenario;
-	atomic_int accepts;
-	atomic_int requests;
-	atomic_int reply_size;
-	atomic_bool stop;
-	pthread_mutex_t mu;
-	int fds[MAX_CONNS];
-	pthread_t thr[MAX_CONNS];
-	int nconns;
-} fake;
-
-struct conn {
-	int slot;
-	int fd;
-	size_t len;
-	char buf[65536];
-};
-
-/* ---- the fake downstream ---- */
+	atomic_int reply_size; /* for SC_SIZED* */
+} ctl;
 
 static int
-send_all(int fd, const char *p, size_t n)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int
-send_reply(int fd, int status, const char *reason, const char *extra,
-	   const char *body, size_t len)
-{
-	char head[512];
-	int n;
-
-	n = snprintf(head, sizeof(head),
-		     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-		     "Content-Length: %zu\r\n%s\r\n",
-		     status, reason, len, extra);
-	if (send_all(fd, head, (size_t)n) != 0)
-		return -1;
-	return send_all(fd, body, len);
-}
-
-/*
- * Read one request (head and Content-Length body) into c->buf.  Returns 0
- * and the sizes, or -1 when the client closed or sent nonsense.
- */
-static int
-read_request(struct conn *c, size_t *head_len, size_t *body_len)
-{
-	const char *end, *cl;
-	size_t want;
-	ssize_t n;
-
-	for (;;) {
-		c->buf[c->len] = '\0';
-		if ((end = strstr(c->buf, "\r\n\r\n")) != NULL)
-			break;
-		if (c->len >= sizeof(c->buf) - 1)
-			return -1;
-		n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len,
-			 0);
-		if (n <= 0)
-			return -1;
-		c->len += (size_t)n;
-	}
-	*head_len = (size_t)(end - c->buf) + 4;
-	*body_len = 0;
-	cl = strcasestr(c->buf, "\r\nContent-Length:");
-	if (cl != NULL && cl < end)
-		*body_len = strtoul(cl + 17, NULL, 10);
-	want = *head_len + *body_len;
-	if (want >= sizeof(c->buf))
-		return -1;
-	while (c->len < want) {
-		n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len,
-			 0);
-		if (n <= 0)
-			return -1;
-		c->len += (size_t)n;
-	}
-	return 0;
-}
-
-static int
-reply_echo(struct conn *c, size_t head_len, size_t body_len)
+reply_echo(struct fh_conn *c)
 {
 	json_t *j;
 	char *s;
 	int rc;
 
-	j = json_pack("{s:s%,s:s%}", "head", c->buf, head_len, "body",
-		      c->buf + head_len, body_len);
+	j = json_pack("{s:s%,s:s%}", "head", c->buf, c->head_len, "body",
+		      c->buf + c->head_len, c->body_len);
 	if (j == NULL)
 		return -1;
 	s = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	if (s == NULL)
 		return -1;
-	rc = send_reply(c->fd, 200, "OK", "", s, strlen(s));
+	rc = fh_reply(c->fd, 200, "OK", "", s, strlen(s), false);
 	free(s);
 	return rc;
 }
@@ -160,7 +62,7 @@ reply_echo(struct conn *c, size_t head_len, size_t body_len)
 static int
 reply_sized(int fd, bool chunked)
 {
-	size_t size = (size_t)atomic_load(&fake.reply_size), i, off;
+	size_t size = (size_t)atomic_load(&ctl.reply_size), i, off;
 	char head[256], *body;
 	int n, rc = 0;
 
@@ -170,7 +72,7 @@ reply_sized(int fd, bool chunked)
 	memset(body, 'x', size);
 	body[0] = body[size - 1] = '"';
 	if (!chunked) {
-		rc = send_reply(fd, 200, "OK", "", body, size);
+		rc = fh_reply(fd, 200, "OK", "", body, size, false);
 		free(body);
 		return rc;
 	}
@@ -178,25 +80,25 @@ reply_sized(int fd, bool chunked)
 	n = snprintf(head, sizeof(head),
 		     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 		     "Transfer-Encoding: chunked\r\n\r\n");
-	rc = send_all(fd, head, (size_t)n);
+	rc = fh_send_all(fd, head, (size_t)n);
 	/* Several chunks, so the client's buffer grows while reading. */
 	for (off = 0; rc == 0 && off < size; off += i) {
 		i = size - off < 1000 ? size - off : 1000;
 		n = snprintf(head, sizeof(head), "%zx\r\n", i);
-		if (send_all(fd, head, (size_t)n) != 0 ||
-		    send_all(fd, body + off, i) != 0 ||
-		    send_all(fd, "\r\n", 2) != 0)
+		if (fh_send_all(fd, head, (size_t)n) != 0 ||
+		    fh_send_all(fd, body + off, i) != 0 ||
+		    fh_send_all(fd, "\r\n", 2) != 0)
 			rc = -1;
 	}
 	if (rc == 0)
-		rc = send_all(fd, "0\r\n\r\n", 5);
+		rc = fh_send_all(fd, "0\r\n\r\n", 5);
 	free(body);
 	return rc;
 }
 
 /* Answer one request.  Returns 0 to keep the connection, -1 to end it. */
 static int
-answer(struct conn *c, size_t head_len, size_t body_len)
+answer(struct fake_http *f, struct fh_conn *c)
 {
 	static const char ok[] = "{\"ok\":true,\"n\":1}";
 	static const char down[] = "{\"error\":\"down\"}";
@@ -205,41 +107,38 @@ answer(struct conn *c, size_t head_len, size_t body_len)
 	static const char partial_head[] =
 		"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 		"Content-Length: 100\r\n\r\n";
-	struct linger lg = {1, 0};
-	struct pollfd pfd;
 
-	switch (atomic_load(&fake.scenario)) {
+	fh_record(f, c);
+	switch (atomic_load(&ctl.scenario)) {
 	case SC_OK:
-		return send_reply(c->fd, 200, "OK", "", ok, strlen(ok));
+		return fh_reply(c->fd, 200, "OK", "", ok, strlen(ok), false);
 	case SC_503:
-		return send_reply(c->fd, 503, "Service Unavailable", "", down,
-				  strlen(down));
+		return fh_reply(c->fd, 503, "Service Unavailable", "", down,
+				strlen(down), false);
 	case SC_BAD_JSON:
-		return send_reply(c->fd, 200, "OK", "", garbage,
-				  strlen(garbage));
+		return fh_reply(c->fd, 200, "OK", "", garbage, strlen(garbage),
+				false);
 	case SC_EMPTY_204:
-		return send_all(c->fd, "HTTP/1.1 204 No Content\r\n\r\n", 27);
+		return fh_send_all(c->fd, "HTTP/1.1 204 No Content\r\n\r\n",
+				   27);
 	case SC_REDIRECT:
-		return send_reply(c->fd, 302, "Found",
-				  "Location: /elsewhere\r\n", ok, strlen(ok));
+		return fh_reply(c->fd, 302, "Found", "Location: /elsewhere\r\n",
+				ok, strlen(ok), false);
 	case SC_ECHO:
-		return reply_echo(c, head_len, body_len);
+		return reply_echo(c);
 	case SC_SLOW:
 		/* Wakes early when the client gives up and closes. */
-		pfd.fd = c->fd;
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, SLOW_MS) != 0)
+		if (fh_wait_quiet(f, c->fd, SLOW_MS) != 0)
 			return -1;
-		return send_reply(c->fd, 200, "OK", "", ok, strlen(ok));
+		return fh_reply(c->fd, 200, "OK", "", ok, strlen(ok), false);
 	case SC_CLOSE_MID:
-		send_all(c->fd, partial_head, strlen(partial_head));
-		send_all(c->fd, partial, strlen(partial));
+		fh_send_all(c->fd, partial_head, strlen(partial_head));
+		fh_send_all(c->fd, partial, strlen(partial));
 		return -1;
 	case SC_CLOSE_EMPTY:
 		return -1;
 	case SC_RESET:
-		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-		return -1;
+		return fh_reset(c);
 	case SC_SIZED:
 		return reply_sized(c->fd, false);
 	case SC_SIZED_CHUNKED:
@@ -248,115 +147,13 @@ answer(struct conn *c, size_t head_len, size_t body_len)
 	return -1;
 }
 
-static void *
-conn_main(void *arg)
-{
-	struct conn *c = arg;
-	size_t head_len, body_len, used;
-
-	while (read_request(c, &head_len, &body_len) == 0) {
-		atomic_fetch_add(&fake.requests, 1);
-		if (answer(c, head_len, body_len) != 0)
-			break;
-		used = head_len + body_len;
-		memmove(c->buf, c->buf + used, c->len - used);
-		c->len -= used;
-	}
-	/* Close under the lock, so teardown never shuts down a reused fd. */
-	pthread_mutex_lock(&fake.mu);
-	fake.fds[c->slot] = -1;
-	close(c->fd);
-	pthread_mutex_unlock(&fake.mu);
-	free(c);
-	return NULL;
-}
-
-static void *
-accept_main(void *arg)
-{
-	struct pollfd pfd;
-	struct conn *c;
-	int fd;
-
-	(void)arg;
-	pfd.fd = fake.lfd;
-	pfd.events = POLLIN;
-	while (!atomic_load(&fake.stop)) {
-		if (poll(&pfd, 1, 20) <= 0)
-			continue;
-		if ((fd = accept(fake.lfd, NULL, NULL)) < 0)
-			continue;
-		atomic_fetch_add(&fake.accepts, 1);
-		pthread_mutex_lock(&fake.mu);
-		if (fake.nconns == MAX_CONNS ||
-		    (c = calloc(1, sizeof(*c))) == NULL) {
-			pthread_mutex_unlock(&fake.mu);
-			close(fd);
-			continue;
-		}
-		c->fd = fd;
-		c->slot = fake.nconns;
-		fake.fds[c->slot] = fd;
-		if (pthread_create(&fake.thr[c->slot], NULL, conn_main, c) !=
-		    0) {
-			fake.fds[c->slot] = -1;
-			close(fd);
-			free(c);
-		} else {
-			fake.nconns++;
-		}
-		pthread_mutex_unlock(&fake.mu);
-	}
-	return NULL;
-}
-
-/* A port nobody listens on: bind one, note it, close it. */
-static int
-closed_port(void)
-{
-	struct sockaddr_in sa;
-	socklen_t sl = sizeof(sa);
-	int fd, port;
-
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_ge(fd, 0);
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
-
 static void
 fake_start(void)
 {
-	struct sockaddr_in sa;
-	socklen_t sl = sizeof(sa);
-	char url[64];
-	int one = 1;
-
-	memset(&fake, 0, sizeof(fake));
-	pthread_mutex_init(&fake.mu, NULL);
-	fake.lfd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_ge(fake.lfd, 0);
-	setsockopt(fake.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(fake.lfd, (struct sockaddr *)&sa, sizeof(sa)),
-			 0);
-	ck_assert_int_eq(listen(fake.lfd, 64), 0);
-	ck_assert_int_eq(getsockname(fake.lfd, (struct sockaddr *)&sa, &sl),
-			 0);
-	fake.port = ntohs(sa.sin_port);
-	ck_assert_int_eq(pthread_create(&fake.accept_thr, NULL, accept_main,
-					NULL),
-			 0);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d", fake.port);
-	setenv("FAKE_DOWN_URL", url, 1);
+	atomic_store(&ctl.scenario, SC_OK);
+	atomic_store(&ctl.reply_size, 0);
+	fh_start(&fake, answer);
+	set_service_port("fake-down", fake.port);
 	/* Built-in defaults for every test; a test may lower them. */
 	zc__client_set_defaults(5000, 2000, 8 * 1024 * 1024);
 }
@@ -364,35 +161,12 @@ fake_start(void)
 static void
 fake_stop(void)
 {
-	int i, n;
-
-	atomic_store(&fake.stop, true);
-	pthread_join(fake.accept_thr, NULL);
-	close(fake.lfd);
-	pthread_mutex_lock(&fake.mu);
-	n = fake.nconns;
-	for (i = 0; i < n; i++) {
-		if (fake.fds[i] >= 0)
-			shutdown(fake.fds[i], SHUT_RDWR);
-	}
-	pthread_mutex_unlock(&fake.mu);
-	for (i = 0; i < n; i++)
-		pthread_join(fake.thr[i], NULL);
-	pthread_mutex_destroy(&fake.mu);
+	fh_stop(&fake);
 	unsetenv("FAKE_DOWN_URL");
 	unsetenv("FAKE_DOWN_RETRIES");
 }
 
 /* ---- helpers ---- */
-
-static long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* One GET /x against fake-down in the current scenario. */
 static zc_err
@@ -401,7 +175,7 @@ get_once(int scenario, zc_call **out)
 	zc_call *call;
 	zc_err err;
 
-	atomic_store(&fake.scenario, scenario);
+	atomic_store(&ctl.scenario, scenario);
 	call = zc_call_new(NULL, "fake-down", "GET", "/x");
 	ck_assert_ptr_nonnull(call);
 	err = zc_call_perform(call);
@@ -522,7 +296,7 @@ START_TEST(test_post_json_and_headers)
 	zc_call *call;
 	json_t *in, *echo;
 
-	atomic_store(&fake.scenario, SC_ECHO);
+	atomic_store(&ctl.scenario, SC_ECHO);
 	call = zc_call_new(NULL, "fake-down", "POST", "/transactions?x=1");
 	ck_assert_ptr_nonnull(call);
 	in = json_pack("{s:s,s:f,s:[i,i]}", "id", "tx-1", "amount", 30.5,
@@ -565,7 +339,7 @@ START_TEST(test_post_without_body)
 	const char *head;
 	zc_call *call;
 
-	atomic_store(&fake.scenario, SC_ECHO);
+	atomic_store(&ctl.scenario, SC_ECHO);
 	call = zc_call_new(NULL, "fake-down", "PUT", "/p");
 	ck_assert_ptr_nonnull(call);
 	ck_assert_int_eq(zc_call_perform(call), ZC_OK);
@@ -585,7 +359,7 @@ START_TEST(test_user_accept_replaces_default)
 	const char *head;
 	zc_call *call;
 
-	atomic_store(&fake.scenario, SC_ECHO);
+	atomic_store(&ctl.scenario, SC_ECHO);
 	call = zc_call_new(NULL, "fake-down", "GET", "/a");
 	ck_assert_ptr_nonnull(call);
 	ck_assert_int_eq(zc_call_header(call, "accept", "*/*"), ZC_OK);
@@ -604,7 +378,7 @@ START_TEST(test_timeout_holds)
 	zc_call *call;
 	long t0, ms;
 
-	atomic_store(&fake.scenario, SC_SLOW);
+	atomic_store(&ctl.scenario, SC_SLOW);
 	call = zc_call_new(NULL, "fake-down", "GET", "/slow");
 	ck_assert_ptr_nonnull(call);
 	zc_call_timeout_ms(call, 200);
@@ -636,12 +410,10 @@ END_TEST
 
 START_TEST(test_refused)
 {
-	char url[64];
 	zc_call *call;
 	long t0;
 
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d", closed_port());
-	setenv("FAKE_DOWN_URL", url, 1);
+	set_service_port("fake-down", closed_port());
 	t0 = now_ms();
 	call = zc_call_new(NULL, "fake-down", "GET", "/x");
 	ck_assert_ptr_nonnull(call);
@@ -718,7 +490,7 @@ START_TEST(test_reply_size_limit)
 	zc__client_set_defaults(0, 0, 4096);
 
 	/* Exactly the limit is allowed, by Content-Length and chunked. */
-	atomic_store(&fake.reply_size, 4096);
+	atomic_store(&ctl.reply_size, 4096);
 	ck_assert_int_eq(get_once(SC_SIZED, &call), ZC_OK);
 	ck_assert_ptr_nonnull(zc_call_reply(call, &len));
 	ck_assert_uint_eq(len, 4096);
@@ -730,12 +502,12 @@ START_TEST(test_reply_size_limit)
 	zc_call_free(call);
 
 	/* One byte over is refused either way. */
-	atomic_store(&fake.reply_size, 4097);
+	atomic_store(&ctl.reply_size, 4097);
 	ck_assert_int_eq(get_once(SC_SIZED, &call), ZC_ERR_TOO_LARGE);
 	ck_assert_int_eq(zc_call_status(call), 0);
 	ck_assert_ptr_null(zc_call_reply(call, NULL));
 	zc_call_free(call);
-	atomic_store(&fake.reply_size, 20000);
+	atomic_store(&ctl.reply_size, 20000);
 	ck_assert_int_eq(get_once(SC_SIZED_CHUNKED, NULL), ZC_ERR_TOO_LARGE);
 
 	/* And the handle recovers. */
@@ -787,7 +559,7 @@ START_TEST(test_invalid_arguments)
 	zc_call_free(call);
 
 	/* A rejected header or body poisons the call: nothing is sent. */
-	atomic_store(&fake.scenario, SC_OK);
+	atomic_store(&ctl.scenario, SC_OK);
 	call = zc_call_new(NULL, "fake-down", "GET", "/x");
 	ck_assert_int_eq(zc_call_header(call, "X-A", "1\r\nX-B: 2"),
 			 ZC_ERR_INVALID);
@@ -811,11 +583,11 @@ START_TEST(test_perform_twice)
 	zc_call *call;
 
 	/* Re-performing a call starts from a clean reply each time. */
-	atomic_store(&fake.scenario, SC_503);
+	atomic_store(&ctl.scenario, SC_503);
 	call = zc_call_new(NULL, "fake-down", "GET", "/x");
 	ck_assert_int_eq(zc_call_perform(call), ZC_ERR_HTTP);
 	ck_assert_ptr_nonnull(zc_call_reply_json(call));
-	atomic_store(&fake.scenario, SC_OK);
+	atomic_store(&ctl.scenario, SC_OK);
 	ck_assert_int_eq(zc_call_perform(call), ZC_OK);
 	ck_assert_int_eq(zc_call_status(call), 200);
 	ck_assert(json_is_true(
@@ -850,7 +622,7 @@ START_TEST(test_threads_one_connection_each)
 	atomic_int failures = 0;
 	int i;
 
-	atomic_store(&fake.scenario, SC_OK);
+	atomic_store(&ctl.scenario, SC_OK);
 	for (i = 0; i < WORKERS; i++)
 		ck_assert_int_eq(pthread_create(&t[i], NULL, worker, &failures),
 				 0);
@@ -900,18 +672,5 @@ client_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	/* What zc_main does at start-up, before any thread exists. */
-	signal(SIGPIPE, SIG_IGN);
-	if (zc__client_global_init() != 0) {
-		fprintf(stderr, "curl_global_init failed\n");
-		return EXIT_FAILURE;
-	}
-	sr = srunner_create(client_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return run_client_suite(client_suite());
 }

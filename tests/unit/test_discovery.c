@@ -8,6 +8,8 @@
 
 #include "zenith.h"
 
+#include "testutil.h"
+
 static void
 clear_env(void)
 {
@@ -245,11 +247,5 @@ discovery_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(discovery_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return run_suite(discovery_suite());
 }

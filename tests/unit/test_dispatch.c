@@ -8,9 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "zenith.h"
+
+#include "testutil.h"
 
 static const char *const env_vars[] = {
 	"PORT",
@@ -47,30 +48,7 @@ fresh(void)
 
 /* ---- helpers ---- */
 
-static char *
-body_copy(const zc_res *res)
-{
-	size_t len;
-	const char *b = zc_res_get_body(res, &len);
-	char *s = strndup(b, len);
-
-	ck_assert_ptr_nonnull(s);
-	return s;
-}
-
-static json_t *
-body_json(const zc_res *res)
-{
-	size_t len;
-	const char *b = zc_res_get_body(res, &len);
-	json_error_t e;
-	json_t *v = json_loadb(b, len, 0, &e);
-
-	ck_assert_msg(v != NULL, "body is not JSON (%s): %.*s", e.text,
-		      (int)len, b);
-	return v;
-}
-
+/* The body is exactly want. */
 static void
 expect_body(const zc_res *res, const char *want)
 {
@@ -78,33 +56,6 @@ expect_body(const zc_res *res, const char *want)
 
 	ck_assert_str_eq(s, want);
 	free(s);
-}
-
-/* status with a {"error": "..."} JSON body. */
-static void
-expect_json_error(const zc_res *res, int status)
-{
-	json_t *v;
-
-	ck_assert_ptr_nonnull(res);
-	ck_assert_msg(zc_res_get_status(res) == status, "status %d, want %d",
-		      zc_res_get_status(res), status);
-	ck_assert_str_eq(zc_res_get_header(res, "Content-Type"),
-			 "application/json");
-	v = body_json(res);
-	ck_assert(json_is_object(v));
-	ck_assert_uint_eq(json_object_size(v), 1);
-	ck_assert(json_is_string(json_object_get(v, "error")));
-	json_decref(v);
-}
-
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) != 0)
-		;
 }
 
 /* ---- handlers ---- */
@@ -872,11 +823,5 @@ dispatch_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(dispatch_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return run_suite(dispatch_suite());
 }

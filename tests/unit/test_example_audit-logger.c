@@ -9,17 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "zenith.h"
+
+#include "testutil.h"
 
 static zc_app *app;
 
 static void
 app_up(void)
 {
-	app = zc_test_app(zc_function_setup);
-	ck_assert_ptr_nonnull(app);
+	app = open_app(zc_function_setup);
 }
 
 static void
@@ -38,30 +38,6 @@ post_log(const char *body)
 
 	ck_assert_ptr_nonnull(res);
 	return res;
-}
-
-static char *
-body_copy(const zc_res *res)
-{
-	size_t len;
-	const char *b = zc_res_get_body(res, &len);
-	char *s = strndup(b, len);
-
-	ck_assert_ptr_nonnull(s);
-	return s;
-}
-
-static json_t *
-body_json(const zc_res *res)
-{
-	size_t len;
-	const char *b = zc_res_get_body(res, &len);
-	json_error_t e;
-	json_t *v = json_loadb(b, len, 0, &e);
-
-	ck_assert_msg(v != NULL, "body is not JSON (%s): %.*s", e.text,
-		      (int)len, b);
-	return v;
 }
 
 /* "2026-11-27T20:22:43.123456789Z": Go's time.Time JSON form, in UTC. */
@@ -217,33 +193,24 @@ END_TEST
  */
 START_TEST(test_action_cannot_forge_log_lines)
 {
-	char path[] = "/tmp/zc-audit-log-XXXXXX";
-	char buf[8192];
-	int fd = mkstemp(path), saved;
-	ssize_t n;
+	struct capture cap;
 	zc_res *res;
 	int lines = 0;
-	char *p;
+	char *buf, *p;
 
-	ck_assert_int_ge(fd, 0);
-	unlink(path);
-	saved = dup(STDERR_FILENO);
-	dup2(fd, STDERR_FILENO);
+	capture_start(&cap);
 	res = post_log("{\"action\":\"x\\n2026-01-01T00:00:00.000Z INFO  "
 		       "audit-logger: [AUDIT] Action: forged\",\"details\":{}}");
-	dup2(saved, STDERR_FILENO);
-	close(saved);
+	buf = capture_end(&cap);
 	ck_assert_int_eq(zc_res_get_status(res), 200);
 	zc_res_free(res);
 
-	n = pread(fd, buf, sizeof(buf) - 1, 0);
-	close(fd);
-	ck_assert_int_gt(n, 0);
-	buf[n] = '\0';
+	ck_assert_int_gt(strlen(buf), 0);
 	for (p = buf; (p = strchr(p, '\n')) != NULL; p++)
 		lines++;
 	ck_assert_msg(lines == 1, "one audit event wrote %d log lines:\n%s",
 		      lines, buf);
+	free(buf);
 }
 END_TEST
 
@@ -266,11 +233,5 @@ audit_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(audit_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return run_suite(audit_suite());
 }

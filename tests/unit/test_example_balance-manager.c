@@ -6,10 +6,7 @@
  * does not fail an update and loses no record, and that concurrent updates
  * lose nothing.
  */
-#include <arpa/inet.h>
 #include <check.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -18,148 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "zenith.h"
 
-/* ---- a one-shot fake audit-logger on loopback ---- */
-
-struct fake {
-	int lfd;
-	int port;
-	pthread_t thread;
-	atomic_int stop;
-	const char *reply; /* a whole HTTP response */
-	int delay_ms;	   /* before answering */
-	char req[8192];	   /* the request it received */
-	size_t req_len;
-	atomic_int accepted;
-	atomic_int got; /* the whole request is in req */
-};
-
-static int
-wait_readable(struct fake *f, int fd)
-{
-	struct pollfd p = {fd, POLLIN, 0};
-
-	while (!atomic_load(&f->stop)) {
-		int n = poll(&p, 1, 10);
-		if (n > 0)
-			return 0;
-		if (n < 0)
-			return -1;
-	}
-	return -1;
-}
-
-/* Read one request (headers and Content-Length body) into f->req. */
-static void
-read_request(struct fake *f, int fd)
-{
-	const char *end, *cl;
-	size_t want = 0;
-	ssize_t n;
-
-	for (;;) {
-		if (wait_readable(f, fd) != 0)
-			return;
-		n = read(fd, f->req + f->req_len, sizeof(f->req) - 1 - f->req_len);
-		if (n <= 0)
-			return;
-		f->req_len += (size_t)n;
-		f->req[f->req_len] = '\0';
-		end = strstr(f->req, "\r\n\r\n");
-		if (end == NULL)
-			continue;
-		cl = strcasestr(f->req, "\r\ncontent-length:");
-		if (cl != NULL && cl < end)
-			want = strtoul(cl + 17, NULL, 10);
-		if (f->req_len >= (size_t)(end + 4 - f->req) + want)
-			return;
-	}
-}
-
-static void *
-fake_main(void *arg)
-{
-	struct fake *f = arg;
-	int fd;
-
-	if (wait_readable(f, f->lfd) != 0)
-		return NULL;
-	fd = accept(f->lfd, NULL, NULL);
-	if (fd < 0)
-		return NULL;
-	atomic_fetch_add(&f->accepted, 1);
-	read_request(f, fd);
-	atomic_store(&f->got, 1);
-	if (f->delay_ms > 0)
-		poll(NULL, 0, f->delay_ms);
-	if (f->reply != NULL)
-		(void)!write(fd, f->reply, strlen(f->reply));
-	close(fd);
-	return NULL;
-}
-
-static int
-listen_loopback(int *port)
-{
-	struct sockaddr_in a;
-	socklen_t alen = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-
-	ck_assert_int_ge(fd, 0);
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert_int_eq(listen(fd, 16), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
-	*port = ntohs(a.sin_port);
-	return fd;
-}
-
-static void
-fake_start(struct fake *f, const char *reply)
-{
-	memset(f, 0, sizeof(*f));
-	atomic_init(&f->stop, 0);
-	atomic_init(&f->accepted, 0);
-	atomic_init(&f->got, 0);
-	f->reply = reply;
-	f->lfd = listen_loopback(&f->port);
-	ck_assert_int_eq(pthread_create(&f->thread, NULL, fake_main, f), 0);
-}
-
-static void
-fake_stop(struct fake *f)
-{
-	atomic_store(&f->stop, 1);
-	pthread_join(f->thread, NULL);
-	close(f->lfd);
-}
-
-/* A loopback port nothing listens on: bound once, then closed. */
-static int
-closed_port(void)
-{
-	int port, fd = listen_loopback(&port);
-
-	close(fd);
-	return port;
-}
-
-static void
-set_audit_port(int port)
-{
-	char url[64];
-
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
-	setenv("AUDIT_LOGGER_URL", url, 1);
-}
+#include "fake_http.h"
 
 /* ---- the app ---- */
 
@@ -172,9 +31,8 @@ app_up(void)
 	 * No audit-logger: every audit call is refused at once on loopback
 	 * (zc_test_app does not apply ZC_CLIENT_*, and no timeout is needed).
 	 */
-	set_audit_port(closed_port());
-	app = zc_test_app(zc_function_setup);
-	ck_assert_ptr_nonnull(app);
+	set_service_port("audit-logger", closed_port());
+	app = open_app(zc_function_setup);
 }
 
 static void
@@ -190,47 +48,7 @@ app_down(void)
 static void
 app_reopen(void)
 {
-	zc_app_free(app);
-	app = zc_test_app(zc_function_setup);
-	ck_assert_ptr_nonnull(app);
-}
-
-/* stderr into a temporary file, and back; the file's text. */
-struct capture {
-	int fd, saved;
-};
-
-static void
-capture_start(struct capture *c)
-{
-	char path[] = "/tmp/zc-bm-log-XXXXXX";
-
-	c->fd = mkstemp(path);
-	ck_assert_int_ge(c->fd, 0);
-	unlink(path);
-	c->saved = dup(STDERR_FILENO);
-	dup2(c->fd, STDERR_FILENO);
-}
-
-/* Restores stderr; returns the captured text (free it). */
-static char *
-capture_end(struct capture *c)
-{
-	off_t size;
-	char *buf;
-	ssize_t n;
-
-	dup2(c->saved, STDERR_FILENO);
-	close(c->saved);
-	size = lseek(c->fd, 0, SEEK_END);
-	ck_assert_int_ge(size, 0);
-	buf = malloc((size_t)size + 1);
-	ck_assert_ptr_nonnull(buf);
-	n = pread(c->fd, buf, (size_t)size, 0);
-	close(c->fd);
-	ck_assert_int_eq(n, size);
-	buf[n] = '\0';
-	return buf;
+	reopen_app(&app, zc_function_setup);
 }
 
 /* Lines of text that contain needle. */
@@ -250,15 +68,6 @@ count_lines(const char *text, const char *needle)
 			break;
 	}
 	return n;
-}
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static zc_res *
@@ -425,23 +234,32 @@ START_TEST(test_audit_down_update_succeeds_fast)
 }
 END_TEST
 
-/* With an audit-logger there, the record it gets is the seed's. */
+/* With an audit-logger there (a canned fake_http), the record it gets is
+ * the seed's. */
 static const char audit_ok[] = "HTTP/1.1 200 OK\r\n"
 			       "Content-Type: application/json\r\n"
 			       "Content-Length: 2\r\n"
 			       "Connection: close\r\n\r\n{}";
 
+/* A fake audit-logger that answers audit_ok, and AUDIT_LOGGER_URL names. */
 static void
-expect_audit_request(struct fake *f)
+start_audit_logger(struct fake_http *f)
 {
-	const char *body;
+	fh_start_canned(f, NULL, audit_ok);
+	set_service_port("audit-logger", f->port);
+}
 
-	ck_assert_int_eq(atomic_load(&f->accepted), 1);
-	ck_assert_msg(strncmp(f->req, "POST /log HTTP/1.1\r\n", 20) == 0,
-		      "request: %s", f->req);
+static void
+expect_audit_request(struct fake_http *f)
+{
+	const char *req = f->recs[0].req, *body;
+
+	ck_assert_int_eq(atomic_load(&f->accepts), 1);
+	ck_assert_msg(strncmp(req, "POST /log HTTP/1.1\r\n", 20) == 0,
+		      "request: %s", req);
 	ck_assert_ptr_nonnull(
-		strcasestr(f->req, "\r\nContent-Type: application/json\r\n"));
-	body = strstr(f->req, "\r\n\r\n");
+		strcasestr(req, "\r\nContent-Type: application/json\r\n"));
+	body = strstr(req, "\r\n\r\n");
 	ck_assert_ptr_nonnull(body);
 	ck_assert_str_eq(body + 4,
 			 "{\"action\":\"balance_update\",\"details\":{"
@@ -451,31 +269,29 @@ expect_audit_request(struct fake *f)
 
 START_TEST(test_audit_record_sent_sync)
 {
-	struct fake f;
+	struct fake_http f;
 
 	setenv("AUDIT_MODE", "sync", 1);
-	fake_start(&f, audit_ok);
-	set_audit_port(f.port);
+	start_audit_logger(&f);
 	app_reopen();
 
 	expect_update("erin", "0.3", "0.3");
 	/* in line: the audit-logger had it before the update answered */
-	ck_assert_int_eq(atomic_load(&f.got), 1);
-	fake_stop(&f);
+	ck_assert_int_eq(atomic_load(&f.arrived), 1);
+	fh_stop(&f);
 	expect_audit_request(&f);
 }
 END_TEST
 
 START_TEST(test_audit_record_sent_async)
 {
-	struct fake f;
+	struct fake_http f;
 	long long t0;
 
 	/* the default mode; an audit-logger that takes 800 ms to answer */
 	unsetenv("AUDIT_MODE");
-	fake_start(&f, audit_ok);
-	f.delay_ms = 800;
-	set_audit_port(f.port);
+	start_audit_logger(&f);
+	atomic_store(&f.delay_ms, 800);
 	app_reopen();
 
 	t0 = now_ms();
@@ -484,13 +300,13 @@ START_TEST(test_audit_record_sent_async)
 	ck_assert_msg(now_ms() - t0 < 600, "update took %lld ms",
 		      now_ms() - t0);
 	/* the record arrives shortly after */
-	while (atomic_load(&f.got) == 0 && now_ms() - t0 < 3000)
+	while (atomic_load(&f.arrived) == 0 && now_ms() - t0 < 3000)
 		poll(NULL, 0, 5);
-	ck_assert_int_eq(atomic_load(&f.got), 1);
+	ck_assert_int_eq(atomic_load(&f.arrived), 1);
 	/* zc_app_free waits for the delivery in flight */
 	zc_app_free(app);
 	app = NULL;
-	fake_stop(&f);
+	fh_stop(&f);
 	expect_audit_request(&f);
 }
 END_TEST
@@ -505,26 +321,25 @@ START_TEST(test_audit_key_from_update_key)
 	static const char *const hdr[] = {"Idempotency-Key: tx-9", NULL};
 	static const char body[] = "{\"account\":\"erin\",\"amount\":0.3}";
 	struct capture cap;
-	struct fake f;
+	struct fake_http f;
 	zc_res *res;
 	char *text;
 
 	setenv("AUDIT_MODE", "sync", 1);
-	fake_start(&f, audit_ok);
-	set_audit_port(f.port);
+	start_audit_logger(&f);
 	app_reopen();
 	res = zc_test_request(app, "POST", "/update", hdr, body);
 	ck_assert_int_eq(zc_res_get_status(res), 200);
 	zc_res_free(res);
-	fake_stop(&f);
+	fh_stop(&f);
 	expect_audit_request(&f);
-	ck_assert_msg(strstr(f.req, "\r\nIdempotency-Key: audit-tx-9\r\n") !=
-			      NULL,
-		      "request: %s", f.req);
+	ck_assert_msg(strstr(f.recs[0].req,
+			     "\r\nIdempotency-Key: audit-tx-9\r\n") != NULL,
+		      "request: %s", f.recs[0].req);
 
 	/* the retry of the update: replayed, and no audit call at all (the
 	 * audit-logger is gone now, so one would be logged undelivered) */
-	set_audit_port(closed_port());
+	set_service_port("audit-logger", closed_port());
 	capture_start(&cap);
 	res = zc_test_request(app, "POST", "/update", hdr, body);
 	text = capture_end(&cap);
@@ -762,11 +577,5 @@ balance_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(balance_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return run_suite(balance_suite());
 }

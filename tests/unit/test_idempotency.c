@@ -13,10 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "zenith.h"
+
+#include "testutil.h"
 
 static atomic_int runs;      /* handler runs, all routes */
 static atomic_int fail_runs; /* runs of /flaky */
@@ -96,12 +96,10 @@ h_slow(zc_req *req, zc_res *res, void *arg)
 static int
 h_late(zc_req *req, zc_res *res, void *arg)
 {
-	struct timespec ts = {0, 250 * 1000000L};
-
 	(void)req;
 	(void)arg;
 	atomic_fetch_add(&runs, 1);
-	nanosleep(&ts, NULL);
+	sleep_ms(250);
 	return zc_res_jsonf(res, 200, "{s:s}", "late", "but done");
 }
 
@@ -144,8 +142,7 @@ up(void)
 	atomic_store(&runs, 0);
 	atomic_store(&fail_runs, 0);
 	gate_open = in_slow = false;
-	app = zc_test_app(setup);
-	ck_assert_ptr_nonnull(app);
+	app = open_app(setup);
 }
 
 static void
@@ -161,9 +158,7 @@ down(void)
 static void
 reopen(void)
 {
-	zc_app_free(app);
-	app = zc_test_app(setup);
-	ck_assert_ptr_nonnull(app);
+	reopen_app(&app, setup);
 }
 
 /* POST (or method) path with an Idempotency-Key (NULL: none). */
@@ -206,9 +201,9 @@ replayed(const zc_res *res)
 	return h != NULL && strcmp(h, "true") == 0;
 }
 
-/* The body's "error" must be a string; returns the status. */
+/* The body's "error" must be a string; frees res, returns its status. */
 static int
-expect_json_error(zc_res *res)
+json_error_status(zc_res *res)
 {
 	size_t len;
 	const char *b = zc_res_get_body(res, &len);
@@ -270,11 +265,11 @@ START_TEST(test_same_key_other_body_422)
 
 	ck_assert_int_eq(status_of(post("/pay", "k-2", "{\"amount\":5}")), 201);
 	ck_assert_int_eq(
-		expect_json_error(post("/pay", "k-2", "{\"amount\":6}")), 422);
+		json_error_status(post("/pay", "k-2", "{\"amount\":6}")), 422);
 	/* whitespace counts: the payload is the bytes */
 	ck_assert_int_eq(
-		expect_json_error(post("/pay", "k-2", "{\"amount\": 5}")), 422);
-	ck_assert_int_eq(expect_json_error(post("/pay", "k-2", NULL)), 422);
+		json_error_status(post("/pay", "k-2", "{\"amount\": 5}")), 422);
+	ck_assert_int_eq(json_error_status(post("/pay", "k-2", NULL)), 422);
 	ck_assert_int_eq(atomic_load(&runs), 1);
 	/* the stored answer is intact */
 	r = post("/pay", "k-2", "{\"amount\":5}");
@@ -317,7 +312,7 @@ START_TEST(test_in_flight_duplicate_409)
 	r = post("/slow", "k-3", "{}");
 	ck_assert_int_eq(zc_res_get_status(r), 409);
 	ck_assert_str_eq(zc_res_get_header(r, "Retry-After"), "1");
-	ck_assert_int_eq(expect_json_error(r), 409);
+	ck_assert_int_eq(json_error_status(r), 409);
 	ck_assert_int_eq(atomic_load(&runs), 1);
 
 	pthread_mutex_lock(&gate_mu);
@@ -375,7 +370,7 @@ END_TEST
 
 START_TEST(test_failed_handler_not_stored)
 {
-	ck_assert_int_eq(expect_json_error(post("/broken", "k-6", "{}")), 500);
+	ck_assert_int_eq(json_error_status(post("/broken", "k-6", "{}")), 500);
 	ck_assert_int_eq(status_of(post("/broken", "k-6", "{}")), 200);
 	ck_assert_int_eq(atomic_load(&runs), 2);
 }
@@ -416,7 +411,7 @@ START_TEST(test_invalid_keys_400)
 		zc_res *r = post("/pay", bad[i], "{}");
 		ck_assert_msg(zc_res_get_status(r) == 400,
 			      "key \"%s\" -> %d", bad[i], zc_res_get_status(r));
-		ck_assert_int_eq(expect_json_error(r), 400);
+		ck_assert_int_eq(json_error_status(r), 400);
 	}
 	ck_assert_int_eq(atomic_load(&runs), 0);
 	/* 255 printable characters is the longest key */
@@ -505,7 +500,7 @@ START_TEST(test_overrun_answer_stored)
 
 	setenv("ZC_HANDLER_TIMEOUT_MS", "100", 1);
 	reopen();
-	ck_assert_int_eq(expect_json_error(post("/late", "k-10", "{}")), 504);
+	ck_assert_int_eq(json_error_status(post("/late", "k-10", "{}")), 504);
 	ck_assert_int_eq(atomic_load(&runs), 1);
 	r = post("/late", "k-10", "{}");
 	ck_assert_int_eq(zc_res_get_status(r), 200);
@@ -556,7 +551,6 @@ END_TEST
 
 START_TEST(test_ttl)
 {
-	struct timespec ts = {1, 100 * 1000000L};
 	zc_res *r;
 
 	setenv("ZC_IDEMPOTENCY_TTL_S", "1", 1);
@@ -565,7 +559,7 @@ START_TEST(test_ttl)
 	r = post("/pay", "t-1", "{}");
 	ck_assert(replayed(r));
 	zc_res_free(r);
-	nanosleep(&ts, NULL);
+	sleep_ms(1100);
 	r = post("/pay", "t-1", "{}");
 	ck_assert(!replayed(r));
 	zc_res_free(r);
@@ -642,11 +636,5 @@ idem_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(idem_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return run_suite(idem_suite());
 }

@@ -12,6 +12,8 @@
 
 #include "zenith.h"
 
+#include "testutil.h"
+
 /*
  * ck_assert records a check point per call (a write to the runner), which
  * dominates a long loop; REQUIRE only speaks on failure.
@@ -385,19 +387,6 @@ post(zc_app *app, const char *path, const char *body)
 	return res;
 }
 
-/* The body as a NUL-terminated copy (the response gives bytes + length). */
-static char *
-body_copy(const zc_res *res)
-{
-	size_t len;
-	const char *b = zc_res_get_body(res, &len);
-	char *s = strndup(b, len);
-
-	ck_assert_ptr_nonnull(s);
-	ck_assert_uint_eq(strlen(s), len);
-	return s;
-}
-
 /* status, and the body is exactly want (plus the trailing newline). */
 static void
 expect_body(zc_app *app, const char *path, const char *body, int status,
@@ -567,11 +556,5 @@ json_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(json_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return run_suite(json_suite());
 }

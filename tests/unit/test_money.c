@@ -12,6 +12,8 @@
 
 #include "zenith.h"
 
+#include "testutil.h"
+
 #define SENTINEL INT64_C(-4242424242)
 
 /*
@@ -380,11 +382,5 @@ money_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(money_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return run_suite(money_suite());
 }

@@ -11,6 +11,8 @@
 
 #include "zenith.h"
 
+#include "testutil.h"
+
 static int
 h_ok(zc_req *req, zc_res *res, void *arg)
 {
@@ -59,19 +61,6 @@ h_headers(zc_req *req, zc_res *res, void *arg)
 
 /* ---- helpers ---- */
 
-static json_t *
-body_json(const zc_res *res)
-{
-	size_t len;
-	const char *b = zc_res_get_body(res, &len);
-	json_error_t e;
-	json_t *v = json_loadb(b, len, 0, &e);
-
-	ck_assert_msg(v != NULL, "body is not JSON (%s): %.*s", e.text,
-		      (int)len, b);
-	return v;
-}
-
 /* Status of method target on app, and (if want_route) the route label. */
 static void
 expect_route(zc_app *app, const char *method, const char *target,
@@ -88,24 +77,6 @@ expect_route(zc_app *app, const char *method, const char *target,
 			 want_route);
 	json_decref(v);
 	zc_res_free(res);
-}
-
-/* A JSON error body: {"error": "<non-empty string>"} and nothing else. */
-static void
-expect_json_error(const zc_res *res, int status)
-{
-	json_t *v, *e;
-
-	ck_assert_int_eq(zc_res_get_status(res), status);
-	ck_assert_str_eq(zc_res_get_header(res, "Content-Type"),
-			 "application/json");
-	v = body_json(res);
-	ck_assert(json_is_object(v));
-	ck_assert_uint_eq(json_object_size(v), 1);
-	e = json_object_get(v, "error");
-	ck_assert(json_is_string(e));
-	ck_assert_uint_gt(json_string_length(e), 0);
-	json_decref(v);
 }
 
 static void
@@ -673,11 +644,5 @@ router_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(router_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return run_suite(router_suite());
 }

@@ -5,24 +5,18 @@
  * same trace id, a new parent-id per call, flags kept, tracestate only
  * with a valid traceparent, B3 and x-request-id verbatim.
  */
-#include <arpa/inet.h>
 #include <check.h>
-#include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "internal.h"
+
+#include "fake_http.h"
 
 #define TID "4bf92f3577b34da6a3ce929d0e0e4736"
 #define PID "00f067aa0ba902b7"
@@ -30,196 +24,30 @@
 
 /* ---- a recording fake downstream: 200 {} to all, /slow after 300 ms ---- */
 
-#define MAX_CONNS 16
-#define MAX_RECS 16
+static struct fake_http fake;
 
-static struct fake {
-	int lfd, port;
-	pthread_t accept_thr;
-	atomic_bool stop;
-	pthread_mutex_t mu;
-	int fds[MAX_CONNS];
-	pthread_t thr[MAX_CONNS];
-	int nconns;
-	atomic_int requests;
-	char heads[MAX_RECS][4096];
-	long long t_ns[MAX_RECS];
-} fake;
-
-struct conn {
-	int slot, fd;
-	size_t len;
-	char buf[16384];
-};
-
-static long long
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
+/* Requests are recorded as they are answered: /slow after its wait. */
 static int
-read_request(struct conn *c, size_t *used)
+answer(struct fake_http *f, struct fh_conn *c)
 {
-	const char *end, *cl;
-	size_t head, body = 0;
-	ssize_t n;
-
-	for (;;) {
-		c->buf[c->len] = '\0';
-		if ((end = strstr(c->buf, "\r\n\r\n")) != NULL)
-			break;
-		if (c->len >= sizeof(c->buf) - 1)
-			return -1;
-		n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len,
-			 0);
-		if (n <= 0)
-			return -1;
-		c->len += (size_t)n;
-	}
-	head = (size_t)(end - c->buf) + 4;
-	cl = strcasestr(c->buf, "\r\nContent-Length:");
-	if (cl != NULL && cl < end)
-		body = strtoul(cl + 17, NULL, 10);
-	if (head + body >= sizeof(c->buf))
+	if (strncmp(strchr(c->buf, ' ') + 1, "/slow", 5) == 0 &&
+	    fh_wait_quiet(f, c->fd, 300) != 0)
 		return -1;
-	while (c->len < head + body) {
-		n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len,
-			 0);
-		if (n <= 0)
-			return -1;
-		c->len += (size_t)n;
-	}
-	*used = head + body;
-	return 0;
-}
-
-static void *
-conn_main(void *arg)
-{
-	static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Type: "
-				 "application/json\r\nContent-Length: 2\r\n"
-				 "\r\n{}";
-	struct conn *c = arg;
-	struct pollfd p;
-	size_t used, k;
-	int n;
-
-	while (read_request(c, &used) == 0) {
-		if (strncmp(strchr(c->buf, ' ') + 1, "/slow", 5) == 0) {
-			p.fd = c->fd;
-			p.events = POLLIN;
-			if (poll(&p, 1, 300) != 0)
-				break;
-		}
-		pthread_mutex_lock(&fake.mu);
-		n = atomic_fetch_add(&fake.requests, 1);
-		if (n < MAX_RECS) {
-			k = used < sizeof(fake.heads[n]) - 1
-				    ? used
-				    : sizeof(fake.heads[n]) - 1;
-			memcpy(fake.heads[n], c->buf, k);
-			fake.heads[n][k] = '\0';
-			fake.t_ns[n] = now_ns();
-		}
-		pthread_mutex_unlock(&fake.mu);
-		if (send(c->fd, ok, strlen(ok), MSG_NOSIGNAL) < 0)
-			break;
-		memmove(c->buf, c->buf + used, c->len - used);
-		c->len -= used;
-	}
-	pthread_mutex_lock(&fake.mu);
-	fake.fds[c->slot] = -1;
-	close(c->fd);
-	pthread_mutex_unlock(&fake.mu);
-	free(c);
-	return NULL;
-}
-
-static void *
-accept_main(void *arg)
-{
-	struct pollfd pfd = {fake.lfd, POLLIN, 0};
-	struct conn *c;
-	int fd;
-
-	(void)arg;
-	while (!atomic_load(&fake.stop)) {
-		if (poll(&pfd, 1, 20) <= 0)
-			continue;
-		if ((fd = accept(fake.lfd, NULL, NULL)) < 0)
-			continue;
-		pthread_mutex_lock(&fake.mu);
-		if (fake.nconns == MAX_CONNS ||
-		    (c = calloc(1, sizeof(*c))) == NULL) {
-			pthread_mutex_unlock(&fake.mu);
-			close(fd);
-			continue;
-		}
-		c->fd = fd;
-		c->slot = fake.nconns;
-		fake.fds[c->slot] = fd;
-		if (pthread_create(&fake.thr[c->slot], NULL, conn_main, c) !=
-		    0) {
-			fake.fds[c->slot] = -1;
-			close(fd);
-			free(c);
-		} else {
-			fake.nconns++;
-		}
-		pthread_mutex_unlock(&fake.mu);
-	}
-	return NULL;
+	fh_record(f, c);
+	return fh_reply(c->fd, 200, "OK", "", "{}", 2, false);
 }
 
 static void
 fake_start(void)
 {
-	struct sockaddr_in sa;
-	socklen_t sl = sizeof(sa);
-	char url[64];
-	int one = 1;
-
-	memset(&fake, 0, sizeof(fake));
-	pthread_mutex_init(&fake.mu, NULL);
-	fake.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(fake.lfd, 0);
-	setsockopt(fake.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(fake.lfd, (struct sockaddr *)&sa, sizeof(sa)),
-			 0);
-	ck_assert_int_eq(listen(fake.lfd, 16), 0);
-	ck_assert_int_eq(getsockname(fake.lfd, (struct sockaddr *)&sa, &sl),
-			 0);
-	fake.port = ntohs(sa.sin_port);
-	ck_assert_int_eq(
-		pthread_create(&fake.accept_thr, NULL, accept_main, NULL), 0);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d", fake.port);
-	setenv("T_DOWN_URL", url, 1);
+	fh_start(&fake, answer);
+	set_service_port("t-down", fake.port);
 }
 
 static void
 fake_stop(void)
 {
-	int i, n;
-
-	atomic_store(&fake.stop, true);
-	pthread_join(fake.accept_thr, NULL);
-	close(fake.lfd);
-	pthread_mutex_lock(&fake.mu);
-	n = fake.nconns;
-	for (i = 0; i < n; i++)
-		if (fake.fds[i] >= 0)
-			shutdown(fake.fds[i], SHUT_RDWR);
-	pthread_mutex_unlock(&fake.mu);
-	for (i = 0; i < n; i++)
-		pthread_join(fake.thr[i], NULL);
-	pthread_mutex_destroy(&fake.mu);
+	fh_stop(&fake);
 	unsetenv("T_DOWN_URL");
 }
 
@@ -227,41 +55,7 @@ fake_stop(void)
 static void
 rec_header(int i, const char *name, char *out, size_t size)
 {
-	char pat[64];
-	const char *p, *end;
-	size_t o = 0, n;
-
-	out[0] = '\0';
-	snprintf(pat, sizeof(pat), "\r\n%s:", name);
-	pthread_mutex_lock(&fake.mu);
-	end = strstr(fake.heads[i], "\r\n\r\n");
-	for (p = strcasestr(fake.heads[i], pat); p != NULL && p < end;
-	     p = strcasestr(p + 2, pat)) {
-		const char *v = p + strlen(pat), *e;
-		while (*v == ' ')
-			v++;
-		e = strstr(v, "\r\n");
-		n = (size_t)(e - v);
-		if (o > 0 && o + 1 < size)
-			out[o++] = '|';
-		if (o + n >= size)
-			n = size - o - 1;
-		memcpy(out + o, v, n);
-		o += n;
-		out[o] = '\0';
-	}
-	pthread_mutex_unlock(&fake.mu);
-}
-
-static long long
-rec_time(int i)
-{
-	long long t;
-
-	pthread_mutex_lock(&fake.mu);
-	t = fake.t_ns[i];
-	pthread_mutex_unlock(&fake.mu);
-	return t;
+	fh_rec_header(&fake, i, name, out, size);
 }
 
 /* ---- the app: handlers that call t-down ---- */
@@ -347,8 +141,7 @@ up(void)
 {
 	fake_start();
 	setenv("ZC_ASYNC_WORKERS", "1", 1);
-	app = zc_test_app(setup);
-	ck_assert_ptr_nonnull(app);
+	app = open_app(setup);
 }
 
 static void
@@ -686,28 +479,20 @@ END_TEST
 START_TEST(test_log_lines_carry_trace_id)
 {
 	static const char *const h[] = {"traceparent: " TP_SAMPLED, NULL};
-	char path[] = "/tmp/zc-trace-XXXXXX", buf[8192];
-	int fd = mkstemp(path), saved;
-	const char *line;
-	ssize_t n;
+	struct capture cap;
+	char *buf, *line;
 
-	ck_assert_int_ge(fd, 0);
-	unlink(path);
-	saved = dup(STDERR_FILENO);
-	dup2(fd, STDERR_FILENO);
+	capture_start(&cap);
 	request("/two", h, NULL);
-	dup2(saved, STDERR_FILENO);
-	close(saved);
-	n = pread(fd, buf, sizeof(buf) - 1, 0);
-	close(fd);
-	ck_assert_int_gt(n, 0);
-	buf[n] = '\0';
+	buf = capture_end(&cap);
+	ck_assert_int_gt(strlen(buf), 0);
 	line = strstr(buf, "two calls coming");
 	ck_assert_msg(line != NULL, "log: %s", buf);
 	*strchr(line, '\n') = '\0';
 	ck_assert_msg(strstr(line, " trace_id=" TID) != NULL &&
 			      strlen(strstr(line, " trace_id=")) == 42,
 		      "line: %s", line);
+	free(buf);
 }
 END_TEST
 
@@ -728,12 +513,12 @@ START_TEST(test_async_call_keeps_trace_context)
 	/* which one was /later (the slow one answers last, but is
 	 * recorded after its delay) */
 	pthread_mutex_lock(&fake.mu);
-	later = strncmp(fake.heads[0], "POST /later ", 12) == 0 ? 0 : 1;
-	snprintf(line, sizeof(line), "%.12s", fake.heads[later]);
+	later = strncmp(fake.recs[0].req, "POST /later ", 12) == 0 ? 0 : 1;
+	snprintf(line, sizeof(line), "%.12s", fake.recs[later].req);
 	pthread_mutex_unlock(&fake.mu);
 	ck_assert_str_eq(line, "POST /later ");
 	/* sent after the handler had returned (and its request was freed) */
-	ck_assert(rec_time(later) > atomic_load(&handler_done_ns));
+	ck_assert(fh_rec_time(&fake, later) > atomic_load(&handler_done_ns));
 
 	outbound_tp(later, &a);
 	outbound_tp(1 - later, &b);
@@ -780,17 +565,5 @@ trace_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	signal(SIGPIPE, SIG_IGN);
-	if (zc__client_global_init() != 0) {
-		fprintf(stderr, "curl_global_init failed\n");
-		return EXIT_FAILURE;
-	}
-	sr = srunner_create(trace_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return run_client_suite(trace_suite());
 }
