@@ -180,8 +180,8 @@ publish_balance(zc_req *req, const zc_event *in, const char *account,
 			err = zc_event_send(req, NULL, ev);
 	}
 	if (err != ZC_OK) {
-		json_t *rec = json_pack("{s:s, s:O}", "action", "balance_update",
-					"details", data);
+		json_t *rec = json_pack("{s:s, s:O}", "action",
+					"balance_update", "details", data);
 		text = rec != NULL ? zc_json_dumps(rec) : NULL;
 		zc_warn("[AUDIT-UNDELIVERED] %s (%s)",
 			text != NULL ? text : "(out of memory)",

@@ -20,8 +20,8 @@
  * zc_res and zc_call are used by one thread at a time.  zc_log*,
  * zc_service_url, zc_strerror, zc_err_http_status, zc_json_dumps,
  * zc_timestamp, zc_money_*, zc_call_send_async and zc_req_trace_id are safe
- * from any thread.  zc_route*, zc_on_* and zc_service are called only from
- * zc_function_setup(), before the server starts.
+ * from any thread.  zc_route*, zc_event_route*, zc_on_* and zc_service are
+ * called only from zc_function_setup(), before the server starts.
  */
 #ifndef ZENITH_H
 #define ZENITH_H
@@ -385,14 +385,16 @@ const char *zc_event_attr(const zc_event *ev, const char *name);
 size_t zc_event_attr_count(const zc_event *ev);
 const char *zc_event_attr_at(const zc_event *ev, size_t i,
 			     const char **value);
-/* The data as bytes (len 0 when none), and parsed when it is JSON
- * (borrowed, NULL otherwise). */
+/* The data as bytes ("" and len 0 when none), and parsed when it is JSON
+ * (borrowed, NULL otherwise).  docs/events.md has the details. */
 const char *zc_event_data(const zc_event *ev, size_t *len);
 json_t *zc_event_json(const zc_event *ev);
 
 /* Building an event: the caller owns it and frees it with zc_event_free.
  * id, time and source are filled when sent if left empty. */
 zc_event *zc_event_new(const char *type);
+/* Any attribute (names a-z0-9; values UTF-8 without control characters);
+ * value NULL or "" removes it.  ZC_ERR_INVALID for a bad name or value. */
 zc_err zc_event_set(zc_event *ev, const char *attr, const char *value);
 /* JSON data (STEALS data); datacontenttype application/json. */
 zc_err zc_event_set_json(zc_event *ev, json_t *data);
@@ -400,7 +402,9 @@ zc_err zc_event_set_data(zc_event *ev, const char *content_type,
 			 const void *data, size_t len);
 void zc_event_free(zc_event *ev);
 
-/* Answer an event request with a reply event (copied; ev stays yours). */
+/* Answer an event request with a reply event (copied; ev stays yours;
+ * replaces what res held; id, source and time filled when unset).
+ * ZC_ERR_INVALID when ev has no type. */
 zc_err zc_res_event(zc_res *res, const zc_event *ev);
 
 /*
@@ -409,7 +413,9 @@ zc_err zc_res_event(zc_res *res, const zc_event *ev);
  * .svc.cluster.local/<POD_NAMESPACE>/<name>.  K_CE_OVERRIDES extensions
  * are applied; source defaults to the function's name; the traceparent
  * extension and header carry the inbound trace.  Retried like an
- * idempotent call (receivers dedupe on source + id).
+ * idempotent call (receivers dedupe on source + id).  ZC_OK only for a
+ * 2xx; ZC_ERR_HTTP for any other status; ZC_ERR_INVALID when the target
+ * is NULL and K_SINK unset, or not a URL or broker name.
  */
 zc_err zc_event_send(zc_req *inbound, const char *target, const zc_event *ev);
 

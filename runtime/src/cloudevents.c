@@ -99,7 +99,8 @@ valid_name(const char *s, size_t n)
 	if (n == 0 || n > CE_NAME_MAX)
 		return false;
 	for (i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9')))
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		      (s[i] >= '0' && s[i] <= '9')))
 			return false;
 	return true;
 }
@@ -332,8 +333,8 @@ valid_time(const char *s)
 static char *
 b64_encode(const unsigned char *p, size_t n)
 {
-	static const char tbl[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				  "abcdefghijklmnopqrstuvwxyz0123456789+/";
 	char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
 	size_t i;
 
@@ -1284,7 +1285,8 @@ add_trace(zc_event *ev, const zc_req *ctx)
 	if ((err = attr_put(ev, "traceparent", tp)) != ZC_OK)
 		return err;
 	ts = ctx->trace.inbound ? zc_req_header(ctx, "tracestate") : NULL;
-	if (ts != NULL && *ts != '\0' && zc_event_attr(ev, "tracestate") == NULL &&
+	if (ts != NULL && *ts != '\0' &&
+	    zc_event_attr(ev, "tracestate") == NULL &&
 	    check_text(ts, strlen(ts)) == TEXT_OK)
 		return attr_put(ev, "tracestate", ts);
 	return ZC_OK;
@@ -1307,9 +1309,10 @@ binary_ctype(const zc_event *ev)
  * order: ce-specversion, ce-id, ce-source, ce-type, then the others as
  * stored; values percent-encoded; datacontenttype is the Content-Type.
  */
+typedef zc_err (*header_fn)(void *arg, const char *name, const char *value);
+
 static zc_err
-each_header(const zc_event *ev, zc_err (*add)(void *, const char *, const char *),
-	    void *arg)
+each_header(const zc_event *ev, header_fn add, void *arg)
 {
 	static const char *const first[] = {"specversion", "id", "source",
 					    "type"};
@@ -1495,7 +1498,7 @@ static zc_err
 resolve(const char *target, char *url, size_t urlsz, char *tname,
 	size_t tsize)
 {
-	const char *ns, *h, *end;
+	const char *ns, *h, *end, *at = NULL;
 	size_t i, n;
 
 	if (target == NULL) {
@@ -1512,7 +1515,9 @@ resolve(const char *target, char *url, size_t urlsz, char *tname,
 		end = h + strcspn(h, "/?#");
 		for (i = 0; h + i < end; i++)
 			if (h[i] == '@')
-				h += i + 1, i = 0; /* skip userinfo */
+				at = h + i + 1; /* after any userinfo */
+		if (at != NULL)
+			h = at;
 		n = (size_t)snprintf(tname, tsize, "event_");
 		for (; h < end && n + 1 < tsize; h++) {
 			char c = *h;
@@ -1694,7 +1699,8 @@ pick(const struct ev_path *p, const char *type)
 static char *
 fingerprint(const zc_event *ev, size_t *len)
 {
-	const char *type = zc_event_type(ev), *ct = zc_event_datacontenttype(ev);
+	const char *type = zc_event_type(ev);
+	const char *ct = zc_event_datacontenttype(ev);
 	char *dump = NULL, *buf;
 	const char *d = ev->data != NULL ? ev->data : "";
 	size_t dl = ev->data != NULL ? ev->len : 0, tl, cl;

@@ -317,7 +317,9 @@ _ALL_LOCK = threading.Lock()
 _SCRUB_PREFIXES = ("ZC_",)
 _SCRUB_NAMES = ("PORT", "LOG_LEVEL", "K_SERVICE", "POD_NAMESPACE",
                 "AUDIT_LOGGER_URL", "BALANCE_MANAGER_URL",
-                "TRANSACTION_PROCESSOR_URL")
+                "TRANSACTION_PROCESSOR_URL",
+                # event mode (docs/events.md) is switched on by these
+                "K_SINK", "K_CE_OVERRIDES", "EVENT_MODE")
 
 
 def base_env():
