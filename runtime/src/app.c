@@ -157,17 +157,23 @@ zc_test_app(int (*setup)(zc_app *app))
 	return app;
 }
 
-/* Wait for in-flight requests to finish, up to the drain deadline. */
+/*
+ * Wait for in-flight requests to finish, up to the drain deadline.  A
+ * request whose body has not advanced for a second is not waited for: its
+ * client is gone or stuck (libmicrohttpd may not notice a client that
+ * closed mid-body until its idle timeout), and MHD_stop_daemon closes it.
+ */
 static long
 drain(zc_app *app, long long deadline)
 {
 	struct timespec tick = {0, 5 * 1000000L};
 	long n;
 
-	while ((n = atomic_load(&app->inflight)) > 0 &&
+	while ((n = atomic_load(&app->inflight) -
+		    zc__server_stalled(1000000000LL)) > 0 &&
 	       zc__now_ns() < deadline)
 		nanosleep(&tick, NULL);
-	return n;
+	return n > 0 ? n : 0;
 }
 
 static void *
@@ -261,8 +267,16 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 	} while (sig != SIGTERM && sig != SIGINT);
 
 	atomic_store(&app->state, ZC_DRAINING);
-	zc_info("%s: draining (%ld in flight, up to %ld ms)", strsignal(sig),
-		(long)atomic_load(&app->inflight), app->cfg.drain_timeout_ms);
+	{
+		/* clients that left mid-body are not in flight any more */
+		long gone = zc__server_stalled(1000000000LL);
+		zc_info("%s: draining (%ld in flight, up to %ld ms)%s",
+			strsignal(sig),
+			(long)atomic_load(&app->inflight) - gone,
+			app->cfg.drain_timeout_ms,
+			gone > 0 ? "; not waiting for clients gone mid-body"
+				 : "");
+	}
 	deadline = zc__now_ns() + app->cfg.drain_timeout_ms * 1000000LL;
 	zc__server_quiesce(srv);
 	left = drain(app, deadline);

@@ -82,6 +82,10 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 		}
 		return;
 	}
+	if (req->early_status != 0) {
+		zc_res_error(res, req->early_status, "%s", req->early_msg);
+		return;
+	}
 	if (req->shed) {
 		/* over ZC_MAX_INFLIGHT: refuse at once, queue nothing */
 		zc_res_error(res, 503,

@@ -134,6 +134,13 @@ struct zc_req {
 	int route_id;	   /* for metrics */
 	bool shed;	   /* over ZC_MAX_INFLIGHT: answer 503 */
 	bool probe;	   /* User-Agent kube-probe/...: no access line */
+	bool close_after;  /* close the connection after the answer */
+	/* server.c's list of requests still receiving their body */
+	bool receiving;
+	zc_req *recv_prev, *recv_next;
+	_Atomic long long activity_ns;
+	int early_status;  /* answered before routing (bad framing) */
+	const char *early_msg;
 	struct zc_trace trace;
 	/* time */
 	long long start_ns;
@@ -174,6 +181,8 @@ struct zc_server *zc__server_start(zc_app *app, char *err, size_t errsize);
 /* Stop accepting new connections (close the listener). */
 void zc__server_quiesce(struct zc_server *srv);
 void zc__server_stop(struct zc_server *srv);
+/* Requests waiting for body bytes that have not come for quiet_ns. */
+long zc__server_stalled(long long quiet_ns);
 
 /* ---- logging (log.c) ---- */
 void zc__log_init(const char *name);

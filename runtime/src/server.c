@@ -10,19 +10,25 @@
 #include "internal.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 struct zc_server {
 	struct MHD_Daemon *daemon;
 	zc_app *app;
+	pthread_t watchdog;
+	bool watchdog_running;
+	atomic_bool stopping;
 	MHD_socket listen_fd; /* after quiesce: closed only once MHD stops */
 };
 
@@ -51,7 +57,7 @@ queue(struct MHD_Connection *conn, zc_app *app, zc_req *req, zc_res *res)
 	for (i = 0; i < res->nheaders; i++)
 		MHD_add_response_header(r, res->headers[i].name,
 					res->headers[i].value);
-	if (atomic_load(&app->state) == ZC_DRAINING)
+	if (atomic_load(&app->state) == ZC_DRAINING || req->close_after)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	req->status = res->status;
 	ret = MHD_queue_response(conn, (unsigned)res->status, r);
@@ -70,6 +76,330 @@ respond(struct MHD_Connection *conn, zc_app *app, zc_req *req)
 	ret = queue(conn, app, req, &res);
 	zc__res_release(&res);
 	return ret;
+}
+
+struct framing {
+	int content_lengths;
+	const char *first_cl;
+	bool cl_differ;
+	const char *te;
+};
+
+static enum MHD_Result
+count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+	      const char *value)
+{
+	struct framing *f = cls;
+
+	(void)kind;
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		if (f->content_lengths++ == 0)
+			f->first_cl = value;
+		else if (strcmp(f->first_cl, value) != 0)
+			f->cl_differ = true;
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+		f->te = value;
+	}
+	return MHD_YES;
+}
+
+/*
+ * Request framing that a proxy in front could read differently (RFC 9112
+ * 6.1, 6.3): two different Content-Lengths are refused (400); a transfer
+ * coding other than chunked is not implemented (501); Content-Length
+ * together with Transfer-Encoding is served by the chunked framing, and
+ * the connection is closed after the answer so nothing pipelined behind it
+ * is ever read.  A NUL in the decoded path (%00) is refused (400): C would
+ * cut the path there.  Returns true when req now holds an early answer.
+ */
+static bool
+framing_checks(struct MHD_Connection *conn, zc_req *req)
+{
+	struct framing f = {0};
+
+	if (req->path[0] == '\x01') {
+		req->early_status = 400;
+		req->early_msg = "request target contains an encoded NUL (%00)";
+		return true;
+	}
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
+	if (f.cl_differ) {
+		req->early_status = 400;
+		req->early_msg = "conflicting Content-Length headers";
+		return true;
+	}
+	if (f.te != NULL) {
+		if (strcasecmp(f.te, "chunked") != 0) {
+			req->early_status = 501;
+			req->early_msg = "unsupported Transfer-Encoding (only "
+					 "chunked is implemented)";
+			return true;
+		}
+		if (f.content_lengths > 0)
+			req->close_after = true;
+	}
+	return false;
+}
+
+/*
+ * libmicrohttpd's unescaping, except that a %00 (which would end the path
+ * at a C NUL and could make "/update%00.json" reach "/update") turns the
+ * whole string into "\x01", which framing_checks answers with a 400.
+ */
+static size_t
+unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+	size_t i, o = 0;
+
+	(void)cls;
+	(void)conn;
+	for (i = 0; s[i] != '\0'; i++) {
+		if (s[i] == '%' && isxdigit((unsigned char)s[i + 1]) &&
+		    isxdigit((unsigned char)s[i + 2])) {
+			char hex[3] = {s[i + 1], s[i + 2], '\0'};
+			char c = (char)strtol(hex, NULL, 16);
+			if (c == '\0') {
+				s[0] = '\x01';
+				s[1] = '\0';
+				return 1;
+			}
+			s[o++] = c;
+			i += 2;
+		} else {
+			s[o++] = s[i];
+		}
+	}
+	s[o] = '\0';
+	return o;
+}
+
+/*
+ * Requests still waiting for their body, so that shutdown can tell a slow
+ * upload (worth waiting for) from a client that went away mid-body without
+ * libmicrohttpd noticing (not worth holding SIGTERM for).  Striped lists
+ * keep the locks uncontended on the request path.
+ */
+#define RECV_STRIPES 16
+static struct {
+	pthread_mutex_t mu;
+	zc_req *head;
+} receiving[RECV_STRIPES];
+static pthread_once_t recv_once = PTHREAD_ONCE_INIT;
+
+static void
+recv_init(void)
+{
+	int i;
+
+	for (i = 0; i < RECV_STRIPES; i++)
+		pthread_mutex_init(&receiving[i].mu, NULL);
+}
+
+static unsigned
+stripe(const zc_req *req)
+{
+	return (unsigned)(((uintptr_t)req >> 6) % RECV_STRIPES);
+}
+
+static void
+recv_add(zc_req *req)
+{
+	unsigned i = stripe(req);
+
+	atomic_store(&req->activity_ns, zc__now_ns());
+	pthread_mutex_lock(&receiving[i].mu);
+	req->recv_prev = NULL;
+	req->recv_next = receiving[i].head;
+	if (req->recv_next != NULL)
+		req->recv_next->recv_prev = req;
+	receiving[i].head = req;
+	req->receiving = true;
+	pthread_mutex_unlock(&receiving[i].mu);
+}
+
+static void
+recv_remove(zc_req *req)
+{
+	unsigned i = stripe(req);
+
+	if (!req->receiving)
+		return;
+	pthread_mutex_lock(&receiving[i].mu);
+	if (req->recv_prev != NULL)
+		req->recv_prev->recv_next = req->recv_next;
+	else
+		receiving[i].head = req->recv_next;
+	if (req->recv_next != NULL)
+		req->recv_next->recv_prev = req->recv_prev;
+	req->receiving = false;
+	pthread_mutex_unlock(&receiving[i].mu);
+}
+
+/* Has the peer closed (FIN or RST)?  A peek, so MHD's stream is untouched. */
+static bool
+peer_gone(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	char c;
+	ssize_t n;
+
+	if (ci == NULL)
+		return false;
+	n = recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+			  errno != EINTR);
+}
+
+long
+zc__server_stalled(long long quiet_ns)
+{
+	long long now = zc__now_ns();
+	long n = 0;
+	zc_req *r;
+	int i;
+
+	pthread_once(&recv_once, recv_init);
+	for (i = 0; i < RECV_STRIPES; i++) {
+		pthread_mutex_lock(&receiving[i].mu);
+		for (r = receiving[i].head; r != NULL; r = r->recv_next)
+			if (now - atomic_load(&r->activity_ns) > quiet_ns ||
+			    (r->conn != NULL && peer_gone(r->conn)))
+				n++;
+		pthread_mutex_unlock(&receiving[i].mu);
+	}
+	return n;
+}
+
+/*
+ * Connection watchdog.  libmicrohttpd's only clock is an idle timeout that
+ * every byte resets, so a client trickling its headers a byte at a time
+ * (slowloris) holds a connection for as long as it likes, and a client that
+ * half-closes mid-body may not be noticed.  Every connection is tracked from
+ * accept; twice a second a thread shuts down the socket of any connection
+ * whose request headers have not all arrived within the idle timeout (from
+ * accept, or from the end of its previous request), or whose client has
+ * gone while its body was still due.  shutdown(2) only makes MHD's next
+ * read fail, so MHD itself closes and frees the connection.
+ */
+struct conn_track {
+	struct conn_track *prev, *next;
+	struct MHD_Connection *conn;
+	_Atomic long long since_ns;
+	atomic_bool in_request;
+	atomic_bool cut;
+};
+
+static struct {
+	pthread_mutex_t mu;
+	struct conn_track *head;
+} conns[RECV_STRIPES];
+
+static void
+conns_init(void)
+{
+	int i;
+
+	for (i = 0; i < RECV_STRIPES; i++)
+		pthread_mutex_init(&conns[i].mu, NULL);
+}
+
+static pthread_once_t conns_once = PTHREAD_ONCE_INIT;
+
+static void
+on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+	      enum MHD_ConnectionNotificationCode toe)
+{
+	struct conn_track *t;
+	unsigned i;
+
+	(void)cls;
+	pthread_once(&conns_once, conns_init);
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		t = calloc(1, sizeof(*t));
+		*socket_context = t;
+		if (t == NULL)
+			return;
+		t->conn = conn;
+		atomic_store(&t->since_ns, zc__now_ns());
+		i = (unsigned)(((uintptr_t)t >> 6) % RECV_STRIPES);
+		pthread_mutex_lock(&conns[i].mu);
+		t->next = conns[i].head;
+		if (t->next != NULL)
+			t->next->prev = t;
+		conns[i].head = t;
+		pthread_mutex_unlock(&conns[i].mu);
+		return;
+	}
+	t = *socket_context;
+	if (t == NULL)
+		return;
+	i = (unsigned)(((uintptr_t)t >> 6) % RECV_STRIPES);
+	pthread_mutex_lock(&conns[i].mu);
+	if (t->prev != NULL)
+		t->prev->next = t->next;
+	else
+		conns[i].head = t->next;
+	if (t->next != NULL)
+		t->next->prev = t->prev;
+	pthread_mutex_unlock(&conns[i].mu);
+	free(t);
+	*socket_context = NULL;
+}
+
+static struct conn_track *
+track_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci != NULL ? ci->socket_context : NULL;
+}
+
+static void
+cut(struct conn_track *t, const char *why)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		t->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+	if (ci == NULL || atomic_exchange(&t->cut, true))
+		return;
+	shutdown(ci->connect_fd, SHUT_RDWR);
+	zc_warn("closing a connection: %s", why);
+}
+
+static void *
+watchdog(void *arg)
+{
+	struct zc_server *srv = arg;
+	long long limit = (long long)srv->app->cfg.idle_timeout_s * 1000000000LL;
+	struct timespec tick = {0, 500 * 1000000L};
+	struct conn_track *t;
+	zc_req *r;
+	int i;
+
+	while (!atomic_load(&srv->stopping)) {
+		long long now = zc__now_ns();
+
+		for (i = 0; i < RECV_STRIPES; i++) {
+			pthread_mutex_lock(&conns[i].mu);
+			for (t = conns[i].head; t != NULL; t = t->next)
+				if (!atomic_load(&t->in_request) &&
+				    now - atomic_load(&t->since_ns) > limit)
+					cut(t, "request headers not complete "
+					       "within the idle timeout");
+			pthread_mutex_unlock(&conns[i].mu);
+			pthread_mutex_lock(&receiving[i].mu);
+			for (r = receiving[i].head; r != NULL; r = r->recv_next)
+				if (r->conn != NULL && peer_gone(r->conn) &&
+				    (t = track_of(r->conn)) != NULL)
+					cut(t, "client left before sending its "
+					       "whole body");
+			pthread_mutex_unlock(&receiving[i].mu);
+		}
+		nanosleep(&tick, NULL);
+	}
+	return NULL;
 }
 
 /* Health and metrics answer even when the function is saturated. */
@@ -92,6 +422,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 
 	(void)version;
 	if (req == NULL) {
+		struct conn_track *track;
 		const char *cl, *ua;
 
 		req = malloc(sizeof(*req));
@@ -101,6 +432,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		req->conn = conn;
 		req->started = true;
 		*con_cls = req;
+		if ((track = track_of(conn)) != NULL)
+			atomic_store(&track->in_request, true);
 		ua = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 						 MHD_HTTP_HEADER_USER_AGENT);
 		req->probe = ua != NULL && strncmp(ua, "kube-probe/", 11) == 0;
@@ -113,6 +446,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 			zc__metrics_shed();
 			return respond(conn, app, req);
 		}
+		if (framing_checks(conn, req))
+			return respond(conn, app, req);
 		/* Refuse an announced oversized body before reading it. */
 		cl = MHD_lookup_connection_value(
 			conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -120,6 +455,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 			req->too_large = true;
 			return respond(conn, app, req);
 		}
+		pthread_once(&recv_once, recv_init);
+		recv_add(req);
 		return MHD_YES;
 	}
 	if (*upload_data_size > 0) {
@@ -155,10 +492,12 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 			}
 			return MHD_YES;
 		}
+		atomic_store(&req->activity_ns, zc__now_ns());
 		if (zc__req_append_body(req, upload_data, n) != 0)
 			return MHD_NO;
 		return MHD_YES;
 	}
+	recv_remove(req);
 	if (req->status != 0)
 		return MHD_YES;
 	/* The handler's deadline starts when the whole request is in. */
@@ -176,7 +515,6 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	long long ns;
 	double ms;
 
-	(void)conn;
 	if (req == NULL)
 		return;
 	ns = zc__now_ns() - req->start_ns;
@@ -193,6 +531,15 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED
 				? "timeout"
 				: "client went away");
+	recv_remove(req);
+	{
+		/* the next request's headers are timed from now */
+		struct conn_track *t = track_of(conn);
+		if (t != NULL) {
+			atomic_store(&t->since_ns, zc__now_ns());
+			atomic_store(&t->in_request, false);
+		}
+	}
 	atomic_fetch_sub(&app->inflight, 1);
 	zc__req_release(req);
 	free(req);
@@ -219,14 +566,14 @@ start(zc_app *app, unsigned extra_flags, const struct sockaddr *addr)
 	const zc_config *cfg = &app->cfg;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
 			 MHD_USE_ERROR_LOG | extra_flags;
-	struct MHD_OptionItem ops[10];
+	struct MHD_OptionItem ops[12];
 	int n = 0;
 
 	/* thread per connection uses poll(); the pool uses epoll */
 	if (cfg->thread_per_connection)
 		flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
 	else
-		flags |= MHD_USE_EPOLL;
+		flags |= getenv("ZC_POLL") ? MHD_USE_POLL : MHD_USE_EPOLL;
 	if (cfg->threads > 1 && !cfg->thread_per_connection)
 		ops[n++] = (struct MHD_OptionItem){
 			MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, NULL};
@@ -240,6 +587,8 @@ start(zc_app *app, unsigned extra_flags, const struct sockaddr *addr)
 			NULL};
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE,
 					   1, NULL};
+	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK,
+					   (intptr_t)unescape, NULL};
 	if (addr != NULL)
 		ops[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0,
 						   (void *)addr};
@@ -250,6 +599,7 @@ start(zc_app *app, unsigned extra_flags, const struct sockaddr *addr)
 		flags, (uint16_t)cfg->port, NULL, NULL, on_request, app,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
 		MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
 }
 
@@ -305,6 +655,11 @@ zc__server_start(zc_app *app, char *err, size_t errsize)
 		return NULL;
 	}
 	running = srv;
+	pthread_once(&recv_once, recv_init);
+	pthread_once(&conns_once, conns_init);
+	atomic_init(&srv->stopping, false);
+	srv->watchdog_running =
+		pthread_create(&srv->watchdog, NULL, watchdog, srv) == 0;
 	return srv;
 }
 
@@ -324,6 +679,9 @@ zc__server_quiesce(struct zc_server *srv)
 void
 zc__server_stop(struct zc_server *srv)
 {
+	atomic_store(&srv->stopping, true);
+	if (srv->watchdog_running)
+		pthread_join(srv->watchdog, NULL);
 	MHD_stop_daemon(srv->daemon);
 	if (srv->listen_fd != MHD_INVALID_SOCKET)
 		close(srv->listen_fd);
