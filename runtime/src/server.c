@@ -517,6 +517,10 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 	if (req == NULL)
 		return;
+	/* answered (or abandoned): no longer in flight, before any logging,
+	 * so whoever reads the access line also sees the count drop */
+	recv_remove(req);
+	atomic_fetch_sub(&app->inflight, 1);
 	ns = zc__now_ns() - req->start_ns;
 	ms = (double)ns / 1e6;
 	if (req->status != 0) {
@@ -531,7 +535,6 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED
 				? "timeout"
 				: "client went away");
-	recv_remove(req);
 	{
 		/* the next request's headers are timed from now */
 		struct conn_track *t = track_of(conn);
@@ -540,7 +543,6 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			atomic_store(&t->in_request, false);
 		}
 	}
-	atomic_fetch_sub(&app->inflight, 1);
 	zc__req_release(req);
 	free(req);
 	*con_cls = NULL;
