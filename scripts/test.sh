@@ -32,6 +32,7 @@ suite "build (-Werror)" make --no-print-directory -s -j"$JOBS" all
 suite "unit" scripts/run-unit.sh build
 suite "e2e" python3 tests/e2e/run.py --build build
 suite "install + template" tests/install/test-install.sh
+suite "fuzz corpus replay" make --no-print-directory test-fuzz-regress
 suite "bench smoke" make --no-print-directory bench-smoke
 for san in asan tsan; do
 	suite "build ($san)" make --no-print-directory -s -j"$JOBS" SAN=$san all

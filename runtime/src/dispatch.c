@@ -82,6 +82,12 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 		}
 		return;
 	}
+	if (req->path[0] == '\x01') {
+		/* an encoded NUL (%00): C would cut the path there */
+		zc_res_error(res, 400,
+			     "request target contains an encoded NUL (%%00)");
+		return;
+	}
 	if (req->early_status != 0) {
 		zc_res_error(res, req->early_status, "%s", req->early_msg);
 		return;

@@ -181,6 +181,9 @@ struct zc_server *zc__server_start(zc_app *app, char *err, size_t errsize);
 /* Stop accepting new connections (close the listener). */
 void zc__server_quiesce(struct zc_server *srv);
 void zc__server_stop(struct zc_server *srv);
+/* libmicrohttpd's percent-decoding, except that a %00 makes the whole
+ * string "\x01" (dispatch refuses it): used by the server and tests. */
+size_t zc__unescape(void *cls, struct MHD_Connection *conn, char *s);
 /* Requests waiting for body bytes that have not come for quiet_ns. */
 long zc__server_stalled(long long quiet_ns);
 

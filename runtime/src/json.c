@@ -138,8 +138,13 @@ put_real(struct buf *b, double v)
 		exp = atoi(p + 1);
 	while (nd > 1 && digits[nd - 1] == '0')
 		nd--;
-	/* Go: fixed notation for 1e-6 <= |v| < 1e21, else exponent. */
-	if (exp >= -6 && exp < 21) {
+	/*
+	 * Go: fixed notation for 1e-6 <= |v| < 1e21, else exponent.  One
+	 * departure: a value beyond int64 would print as a digit string that
+	 * jansson (and so every Zenith C function) reads as an integer and
+	 * rejects, so from 2^63 up the exponent form is used.
+	 */
+	if (exp >= -6 && exp < 21 && fabs(v) < 9223372036854775808.0) {
 		if (exp < 0) {
 			out[o++] = '0';
 			out[o++] = '.';

@@ -109,19 +109,13 @@ count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
  * coding other than chunked is not implemented (501); Content-Length
  * together with Transfer-Encoding is served by the chunked framing, and
  * the connection is closed after the answer so nothing pipelined behind it
- * is ever read.  A NUL in the decoded path (%00) is refused (400): C would
- * cut the path there.  Returns true when req now holds an early answer.
+ * is ever read.  Returns true when req now holds an early answer.
  */
 static bool
 framing_checks(struct MHD_Connection *conn, zc_req *req)
 {
 	struct framing f = {0};
 
-	if (req->path[0] == '\x01') {
-		req->early_status = 400;
-		req->early_msg = "request target contains an encoded NUL (%00)";
-		return true;
-	}
 	MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
 	if (f.cl_differ) {
 		req->early_status = 400;
@@ -144,10 +138,10 @@ framing_checks(struct MHD_Connection *conn, zc_req *req)
 /*
  * libmicrohttpd's unescaping, except that a %00 (which would end the path
  * at a C NUL and could make "/update%00.json" reach "/update") turns the
- * whole string into "\x01", which framing_checks answers with a 400.
+ * whole string into "\x01", which zc__dispatch answers with a 400.
  */
-static size_t
-unescape(void *cls, struct MHD_Connection *conn, char *s)
+size_t
+zc__unescape(void *cls, struct MHD_Connection *conn, char *s)
 {
 	size_t i, o = 0;
 
@@ -590,7 +584,7 @@ start(zc_app *app, unsigned extra_flags, const struct sockaddr *addr)
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE,
 					   1, NULL};
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK,
-					   (intptr_t)unescape, NULL};
+					   (intptr_t)zc__unescape, NULL};
 	if (addr != NULL)
 		ops[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0,
 						   (void *)addr};

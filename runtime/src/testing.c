@@ -52,9 +52,9 @@ parse_query(zc_req *req, const char *q)
 		req->query = nq;
 		if (p != NULL)
 			*p++ = '\0';
-		MHD_http_unescape(tok);
+		zc__unescape(NULL, NULL, tok);
 		if (p != NULL)
-			MHD_http_unescape(p);
+			zc__unescape(NULL, NULL, p);
 		nq[req->nquery].name = tok;
 		nq[req->nquery].value = p != NULL ? p : "";
 		req->nquery++;
@@ -85,7 +85,7 @@ zc_test_request(zc_app *app, const char *method, const char *target,
 		return NULL;
 	}
 	/* the server sees the path percent-decoded; so does the test */
-	MHD_http_unescape(path);
+	zc__unescape(NULL, NULL, path);
 	zc__res_init(res);
 	zc__req_init(&req, app, method, path);
 	if (q != NULL && parse_query(&req, q + 1) != 0)
