@@ -78,7 +78,7 @@ START_TEST(test_reals_go_form)
 	expect_real(1e20, "1e+20");
 	expect_real(9.3e18, "9.3e+18");
 	expect_real(9e18, "9000000000000000000");
-	expect_real(123456789012345678901.0, "123456789012345680000");
+	expect_real(123456789012345678901.0, "1.2345678901234568e+20");
 	expect_real(1e21, "1e+21");
 	expect_real(1.5e21, "1.5e+21");
 	expect_real(1e100, "1e+100");
