@@ -11,11 +11,11 @@
  * the input cuts a part short, as it would in the C API.
  *
  * A broken invariant calls FZ_FAIL, which prints what was seen and aborts,
- * so libFuzzer records the input as a crash.  Invariants that a known,
- * reported runtime bug breaks are guarded by fz_known("name"): they are
- * skipped when ZC_FUZZ_SKIP_KNOWN lists that name (or "all"), which
- * `make fuzz` does so that long runs look for new bugs; regression replays
- * (`make test-fuzz-regress`) do not skip them.
+ * so libFuzzer records the input as a crash.  A check that a reported, not
+ * yet fixed runtime bug breaks can be guarded by fz_known("name"): it is
+ * skipped when ZC_FUZZ_SKIP_KNOWN lists that name (or is "all"), for long
+ * `make fuzz` runs that should look for new bugs; regression replays
+ * (`make test-fuzz-regress`) never skip it.
  */
 #ifndef FUZZ_COMMON_H
 #define FUZZ_COMMON_H
