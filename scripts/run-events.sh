@@ -16,41 +16,9 @@
 #      RUN_SECONDS [unset: run until Ctrl-C; set: stop after that many s]
 set -uo pipefail
 
-AUDIT_PORT="${AUDIT_PORT:-8081}"
-BALANCE_PORT="${BALANCE_PORT:-8082}"
-TX_PORT="${TX_PORT:-8083}"
-BIN="${BIN:-build/bin}"
-HOST=127.0.0.1
-pids=()
-
-stop() {
-	trap - INT TERM EXIT
-	if ((${#pids[@]})); then
-		echo "run-events: stopping ${pids[*]}" >&2
-		kill -TERM "${pids[@]}" 2>/dev/null
-		wait "${pids[@]}" 2>/dev/null
-	fi
-	exit 0
-}
-trap stop INT TERM EXIT
-
-start() { # name port env...
-	local name="$1" port="$2"
-	shift 2
-	env PORT="$port" ZC_LISTEN_ADDRESS="$HOST" "$@" "$BIN/$name" \
-		2> >(sed -u "s/^/[$name] /" >&2) &
-	pids+=($!)
-}
-
-wait_ready() { # name port
-	local i
-	for ((i = 0; i < 100; i++)); do
-		curl -fs -o /dev/null "http://$HOST:$2/health/readiness" && return 0
-		sleep 0.05
-	done
-	echo "run-events: $1 did not become ready on port $2" >&2
-	return 1
-}
+ME=run-events
+# shellcheck source=scripts/chain-lib.sh
+. "$(dirname "$0")/chain-lib.sh"
 
 start audit-logger "$AUDIT_PORT" EVENT_MODE=1
 start balance-manager "$BALANCE_PORT" EVENT_MODE=1 \
@@ -73,9 +41,4 @@ echo "  curl -s -X POST http://$HOST:$BALANCE_PORT/ -H 'Content-Type: applicatio
 echo "    -H 'ce-specversion: 1.0' -H 'ce-id: demo-1' -H 'ce-source: my/curl' \\"
 echo "    -H 'ce-type: com.example.transaction.created' -d '{\"account\":\"ACC-002\",\"amount\":5}' -w '%{http_code}\\n'"
 echo "Press Ctrl-C to stop."
-if [[ -n "${RUN_SECONDS:-}" ]]; then
-	sleep "$RUN_SECONDS"
-else
-	wait
-fi
-stop
+run_until_stopped

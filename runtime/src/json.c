@@ -251,28 +251,30 @@ zc__json_dump(const json_t *value, size_t *len)
 	return b.p;
 }
 
-static int
-need_object(const json_t *obj, zc_res *res)
+/* The field, or NULL after a 400 naming what is wrong. */
+static json_t *
+field_of(const json_t *obj, const char *field, zc_res *res)
 {
-	if (json_is_object(obj))
-		return 0;
-	zc_res_error(res, 400, "request body must be a JSON object");
-	return -1;
+	json_t *v;
+
+	if (!json_is_object(obj)) {
+		zc_res_error(res, 400, "request body must be a JSON object");
+		return NULL;
+	}
+	v = json_object_get(obj, field);
+	if (v == NULL)
+		zc_res_error(res, 400, "missing field \"%s\"", field);
+	return v;
 }
 
 int
 zc_json_string(const json_t *obj, const char *field, const char **out,
 	       zc_res *res)
 {
-	json_t *v;
+	json_t *v = field_of(obj, field, res);
 
-	if (need_object(obj, res))
+	if (v == NULL)
 		return -1;
-	v = json_object_get(obj, field);
-	if (v == NULL) {
-		zc_res_error(res, 400, "missing field \"%s\"", field);
-		return -1;
-	}
 	if (!json_is_string(v)) {
 		zc_res_error(res, 400, "field \"%s\" must be a string", field);
 		return -1;
@@ -285,15 +287,10 @@ int
 zc_json_value(const json_t *obj, const char *field, json_t **out,
 	      zc_res *res)
 {
-	json_t *v;
+	json_t *v = field_of(obj, field, res);
 
-	if (need_object(obj, res))
+	if (v == NULL)
 		return -1;
-	v = json_object_get(obj, field);
-	if (v == NULL) {
-		zc_res_error(res, 400, "missing field \"%s\"", field);
-		return -1;
-	}
 	*out = v;
 	return 0;
 }
@@ -302,15 +299,10 @@ int
 zc_json_money(const json_t *obj, const char *field, int64_t *cents,
 	      zc_res *res)
 {
-	json_t *v;
+	json_t *v = field_of(obj, field, res);
 
-	if (need_object(obj, res))
+	if (v == NULL)
 		return -1;
-	v = json_object_get(obj, field);
-	if (v == NULL) {
-		zc_res_error(res, 400, "missing field \"%s\"", field);
-		return -1;
-	}
 	if (!json_is_number(v)) {
 		zc_res_error(res, 400, "field \"%s\" must be a number", field);
 		return -1;
