@@ -32,7 +32,6 @@ static struct {
 	size_t cap, head, count;
 	int workers, started, busy;
 	bool draining, stopping;
-	long long drain_deadline_ns;
 	pthread_t *threads;
 } q = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
@@ -95,8 +94,6 @@ worker(void *arg)
 		q.head = (q.head + 1) % q.cap;
 		q.count--;
 		q.busy++;
-		if (q.draining)
-			zc__call_set_drain_deadline(call, q.drain_deadline_ns);
 		pthread_mutex_unlock(&q.mu);
 
 		err = zc_call_perform(call);
@@ -157,8 +154,6 @@ zc_call_send_async(zc_call *call)
 		return ZC_ERR_QUEUE_FULL;
 	}
 	zc__call_detach(call);
-	if (q.draining)
-		zc__call_set_drain_deadline(call, q.drain_deadline_ns);
 	q.ring[(q.head + q.count) % q.cap] = call;
 	q.count++;
 	pthread_cond_signal(&q.nonempty);
@@ -181,7 +176,6 @@ zc__async_drain(long long deadline_ns, bool reopen)
 		return 0;
 	}
 	q.draining = true;
-	q.drain_deadline_ns = deadline_ns;
 	atomic_store(&deadline_now, deadline_ns);
 	if (q.count > 0 || q.busy > 0)
 		zc_info("delivering %zu queued and %d in-flight async calls",

@@ -79,10 +79,8 @@ struct zc_call {
 	struct zc_target *target;
 	struct curl_slist *propagated; /* trace headers, copied at new */
 	bool keyed;		       /* carries an Idempotency-Key */
-	bool timeout_set, connect_set; /* per-call setters used */
 	int attempts;
 	long retry_after_ms;
-	long long drain_deadline_ns; /* async calls during shutdown */
 	bool queued;		     /* handed to the async queue */
 	int sends;		     /* sends of the current attempt */
 	bool resend_refused;
@@ -395,10 +393,8 @@ zc_call_new(zc_req *inbound, const char *service, const char *method,
 		zc_call_free(call);
 		return NULL;
 	}
-	if (!call->timeout_set)
-		call->timeout_ms = call->target->policy.timeout_ms;
-	if (!call->connect_set)
-		call->connect_ms = call->target->policy.connect_timeout_ms;
+	call->timeout_ms = call->target->policy.timeout_ms;
+	call->connect_ms = call->target->policy.connect_timeout_ms;
 
 	blen = strlen(base);
 	plen = strlen(path);
@@ -475,7 +471,6 @@ zc_call_timeout_ms(zc_call *call, long total_ms)
 {
 	if (call == NULL)
 		return;
-	call->timeout_set = total_ms > 0;
 	call->timeout_ms = total_ms > 0 ? total_ms
 		: call->target != NULL ? call->target->policy.timeout_ms
 				       : default_timeout_ms;
@@ -486,7 +481,6 @@ zc_call_connect_timeout_ms(zc_call *call, long connect_ms)
 {
 	if (call == NULL)
 		return;
-	call->connect_set = connect_ms > 0;
 	call->connect_ms = connect_ms > 0 ? connect_ms
 		: call->target != NULL
 			? call->target->policy.connect_timeout_ms
@@ -980,7 +974,7 @@ zc_err
 zc_call_perform(zc_call *call)
 {
 	struct curl_slist *hdrs;
-	long long now, end;
+	long long now, end, drain;
 	long total, connect, left, wait;
 	bool clamped = false;
 	CURL *curl;
@@ -1008,9 +1002,9 @@ zc_call_perform(zc_call *call)
 			clamped = true;
 		}
 	}
-	if (call->drain_deadline_ns != 0) {
-		left = (long)((call->drain_deadline_ns - zc__now_ns()) /
-			      1000000LL);
+	/* a queued call during shutdown: the drain deadline bounds it */
+	if (call->queued && (drain = zc__async_deadline_ns()) != 0) {
+		left = (long)((drain - zc__now_ns()) / 1000000LL);
 		if (left <= 0)
 			return ZC_ERR_DEADLINE;
 		if (left < total) {
@@ -1164,12 +1158,6 @@ zc__call_detach(zc_call *call)
 	/* The inbound request ends before the queued call runs. */
 	call->inbound = NULL;
 	call->queued = true;
-}
-
-void
-zc__call_set_drain_deadline(zc_call *call, long long deadline_ns)
-{
-	call->drain_deadline_ns = deadline_ns;
 }
 
 zc_err

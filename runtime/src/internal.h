@@ -145,7 +145,6 @@ struct zc_req {
 	/* time */
 	long long start_ns;
 	long long deadline_ns;
-	bool started; /* access handler saw this request */
 	int status;   /* final status, for the access log */
 };
 
@@ -288,7 +287,6 @@ void zc__async_stats(struct zc_async_stats *st);
 long zc__async_drain(long long deadline_ns, bool reopen);
 long long zc__async_deadline_ns(void);
 void zc__call_detach(zc_call *call);
-void zc__call_set_drain_deadline(zc_call *call, long long deadline_ns);
 zc_err zc__call_setup_err(const zc_call *call);
 char *zc__call_record(const zc_call *call);
 /* For emitters that call URLs, not functions (cloudevents.c). */

@@ -424,7 +424,6 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 			return MHD_NO;
 		zc__req_init(req, app, method, url);
 		req->conn = conn;
-		req->started = true;
 		*con_cls = req;
 		if ((track = track_of(conn)) != NULL)
 			atomic_store(&track->in_request, true);
