@@ -3,7 +3,7 @@
  * threads, each request's body gathered under its limit, handed to
  * zc__dispatch, and the response given to MHD without a copy.
  *
- * Threading mode, chosen by measurement (docs/performance.md): epoll with an
+ * Threading mode, chosen by measurement (BENCHMARKS.md): epoll with an
  * internal thread pool.  Handlers run on the pool thread that read the
  * request, so there is no hand-off between threads on the hot path.
  */
