@@ -244,6 +244,12 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 		zc_app_free(app);
 		return 1;
 	}
+	{
+		const char *sink = getenv("K_SINK");
+		app->cfg.threads = zc__config_threads(
+			&app->cfg, zc__targets() != NULL ||
+					   (sink != NULL && *sink != '\0'));
+	}
 	srv = zc__server_start(app, err, sizeof(err));
 	if (srv == NULL) {
 		zc_error("%s", err);
@@ -303,6 +309,7 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 		zc_warn("shutdown hook skipped: handlers still running");
 	app->init_ran = false; /* the shutdown hook has run */
 	zc_info("stopped");
+	zc__log_flush_all(); /* handlers still running past the deadline */
 	if (left == 0)
 		zc_app_free(app);
 	return 0;

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <time.h>
 
 struct MHD_Connection;
 
@@ -46,6 +47,9 @@ typedef struct zc_config {
 int zc__config_load(zc_config *cfg, char *err, size_t errsize);
 /* CPUs this process may use: cgroup quota first, then affinity. */
 int zc__cpu_count(void);
+/* Server threads: ZC_THREADS, or the default for a function that does or
+ * does not call out. */
+int zc__config_threads(const zc_config *cfg, bool calls_out);
 
 /* ---- app and routes (app.c, router.c) ---- */
 struct zc_route {
@@ -188,7 +192,18 @@ long zc__server_stalled(long long quiet_ns);
 
 /* ---- logging (log.c) ---- */
 void zc__log_init(const char *name);
-void zc__log_access(const zc_req *req, int status, double ms);
+/* Hold this thread's lines while it serves a request ... */
+void zc__log_hold(void);
+/* ... and write them with the request's access line (none for probes or
+ * a NULL req), in one write, before the response is queued. */
+void zc__log_release(const zc_req *req, int status, long long ns);
+/* Write what this thread holds now: before it blocks (an outbound call, a
+ * retry's sleep). */
+void zc__log_flush(void);
+/* Write every thread's lines held longer than the hold limit (the server's
+ * watchdog), or all of them (exit). */
+void zc__log_sweep(void);
+void zc__log_flush_all(void);
 
 /* ---- client (client.c) ---- */
 int zc__client_global_init(void);
@@ -308,7 +323,10 @@ enum { ZC_ROUTE_ID_NONE = 0, ZC_ROUTE_ID_HEALTH, ZC_ROUTE_ID_METRICS };
 /* ---- CloudEvents (cloudevents.c) ---- */
 void zc__events_free(zc_app *app);
 
-/* ---- time ---- */
+/* ---- time (clock.c) ---- */
 long long zc__now_ns(void);
+/* "YYYY-MM-DDTHH:MM:SS" of t in UTC into out (19 bytes, no NUL); the
+ * calendar is worked out once per second per thread. */
+void zc__utc_seconds(time_t t, char *out);
 
 #endif /* ZC_INTERNAL_H */

@@ -99,6 +99,52 @@ put_string(struct buf *b, const char *s, size_t n)
 	put(b, "\"", 1);
 }
 
+/*
+ * The common case without printf or strtod: a value with at most six
+ * decimals (every amount of money) whose digits m / 10^k give back v.
+ * Division of two exact doubles is correctly rounded, so m / 10^k == v
+ * means the decimal reads back as v; the first (smallest) k is the
+ * shortest form, and below 1e9 a 10^-6 step is wider than v's ulp, so no
+ * other m of that k could also read back.  Other values return false.
+ */
+static bool
+put_real_short(struct buf *b, double v)
+{
+	static const double p10[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6};
+	char out[32], *p = out + sizeof(out);
+	unsigned long long m, ip, fp;
+	double a = fabs(v), r;
+	int k, i;
+
+	if (!(a >= 1e-4 && a < 1e9))
+		return false;
+	for (k = 0; k <= 6; k++) {
+		r = nearbyint(a * p10[k]);
+		if (r / p10[k] == a)
+			break;
+	}
+	if (k > 6)
+		return false;
+	m = (unsigned long long)r;
+	ip = m / (unsigned long long)p10[k];
+	fp = m % (unsigned long long)p10[k];
+	if (k > 0) {
+		for (i = 0; i < k; i++) {
+			*--p = (char)('0' + fp % 10);
+			fp /= 10;
+		}
+		*--p = '.';
+	}
+	do {
+		*--p = (char)('0' + ip % 10);
+		ip /= 10;
+	} while (ip > 0);
+	if (signbit(v))
+		*--p = '-';
+	put(b, p, (size_t)(out + sizeof(out) - p));
+	return true;
+}
+
 /* Go's strconv.FormatFloat(v, 'f' or 'e', -1, 64) as encoding/json uses it. */
 static void
 put_real(struct buf *b, double v)
@@ -107,6 +153,8 @@ put_real(struct buf *b, double v)
 	int prec, exp = 0, nd = 0, i, o = 0;
 	const char *p;
 
+	if (isfinite(v) && put_real_short(b, v))
+		return;
 	if (!isfinite(v)) {
 		put(b, "null", 4);
 		return;

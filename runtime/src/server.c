@@ -46,6 +46,9 @@ queue(struct MHD_Connection *conn, zc_app *app, zc_req *req, zc_res *res)
 	enum MHD_Result ret;
 	size_t i;
 
+	/* the handler's lines and the access line, before the answer goes */
+	req->status = res->status;
+	zc__log_release(req, res->status, zc__now_ns() - req->start_ns);
 	r = MHD_create_response_from_buffer(res->len, res->body,
 					    MHD_RESPMEM_MUST_FREE);
 	if (r == NULL)
@@ -59,7 +62,6 @@ queue(struct MHD_Connection *conn, zc_app *app, zc_req *req, zc_res *res)
 					res->headers[i].value);
 	if (atomic_load(&app->state) == ZC_DRAINING || req->close_after)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-	req->status = res->status;
 	ret = MHD_queue_response(conn, (unsigned)res->status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -71,6 +73,7 @@ respond(struct MHD_Connection *conn, zc_app *app, zc_req *req)
 	zc_res res;
 	enum MHD_Result ret;
 
+	zc__log_hold();
 	zc__res_init(&res);
 	zc__dispatch(app, req, &res);
 	ret = queue(conn, app, req, &res);
@@ -367,13 +370,19 @@ watchdog(void *arg)
 {
 	struct zc_server *srv = arg;
 	long long limit = (long long)srv->app->cfg.idle_timeout_s * 1000000000LL;
-	struct timespec tick = {0, 500 * 1000000L};
+	struct timespec tick = {0, 100 * 1000000L};
 	struct conn_track *t;
+	unsigned ticks = 0;
 	zc_req *r;
 	int i;
 
-	while (!atomic_load(&srv->stopping)) {
+	for (; !atomic_load(&srv->stopping); nanosleep(&tick, NULL)) {
 		long long now = zc__now_ns();
+
+		/* lines held by a handler that blocks where we cannot see */
+		zc__log_sweep();
+		if (ticks++ % 5 != 0)
+			continue; /* connections: twice a second */
 
 		for (i = 0; i < RECV_STRIPES; i++) {
 			pthread_mutex_lock(&conns[i].mu);
@@ -391,7 +400,6 @@ watchdog(void *arg)
 					       "whole body");
 			pthread_mutex_unlock(&receiving[i].mu);
 		}
-		nanosleep(&tick, NULL);
 	}
 	return NULL;
 }
@@ -506,7 +514,6 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	zc_app *app = cls;
 	zc_req *req = *con_cls;
 	long long ns;
-	double ms;
 
 	if (req == NULL)
 		return;
@@ -515,14 +522,11 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	recv_remove(req);
 	atomic_fetch_sub(&app->inflight, 1);
 	ns = zc__now_ns() - req->start_ns;
-	ms = (double)ns / 1e6;
-	if (req->status != 0) {
+	if (req->status != 0)
+		/* (the access line went out with the response, in queue()) */
 		zc__metrics_request(req->route_id, req->method, req->status,
 				    ns);
-		/* kube-probe every few seconds would drown the access log */
-		if (!req->probe)
-			zc__log_access(req, req->status, ms);
-	} else
+	else
 		zc_warn("%s %s: connection ended before a response (%s)",
 			req->method, req->path,
 			toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED

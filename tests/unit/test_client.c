@@ -54,7 +54,9 @@ reply_echo(struct fh_conn *c)
 	json_decref(j);
 	if (s == NULL)
 		return -1;
-	rc = fh_reply(c->fd, 200, "OK", "", s, strlen(s), false);
+	/* a HEAD answer keeps its Content-Length but sends no body */
+	rc = fh_reply(c->fd, 200, "OK", "", s, strlen(s),
+		      strncmp(c->buf, "HEAD ", 5) == 0);
 	free(s);
 	return rc;
 }
@@ -351,6 +353,77 @@ START_TEST(test_post_without_body)
 	/* Not curl's form-urlencoded default for a body we do not send. */
 	ck_assert_ptr_null(strcasestr(head, "\r\nContent-Type:"));
 	zc_call_free(call);
+}
+END_TEST
+
+/*
+ * One thread's handle serves every call, and it is not reset between
+ * them: nothing of one call (its method, its body, HEAD's "no body") may
+ * show in the next.  Each call's request head and body as the server saw
+ * them, in an order where each method follows one that set something.
+ */
+START_TEST(test_no_option_leaks_between_calls)
+{
+	static const struct {
+		const char *method, *body, *line;
+		bool has_length;
+	} seq[] = {
+		{"POST", "{\"a\":1}", "POST /s HTTP/1.1\r\n", true},
+		{"HEAD", NULL, "HEAD /s HTTP/1.1\r\n", false},
+		{"POST", "{\"b\":2}", "POST /s HTTP/1.1\r\n", true},
+		{"GET", NULL, "GET /s HTTP/1.1\r\n", false},
+		{"PUT", "{\"c\":3}", "PUT /s HTTP/1.1\r\n", true},
+		{"DELETE", NULL, "DELETE /s HTTP/1.1\r\n", false},
+		{"PATCH", NULL, "PATCH /s HTTP/1.1\r\n", true},
+		{"HEAD", NULL, "HEAD /s HTTP/1.1\r\n", false},
+		{"GET", NULL, "GET /s HTTP/1.1\r\n", false},
+	};
+	char head[2048], cl[32];
+	size_t i;
+	int base;
+
+	atomic_store(&ctl.scenario, SC_ECHO);
+	setenv("FAKE_DOWN_RETRIES", "0", 1);
+	base = atomic_load(&fake.requests);
+	for (i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		zc_call *call = zc_call_new(NULL, "fake-down", seq[i].method,
+					    "/s");
+		json_t *body = seq[i].body ? json_loads(seq[i].body, 0, NULL)
+					   : NULL;
+
+		ck_assert_ptr_nonnull(call);
+		if (body != NULL)
+			ck_assert_int_eq(zc_call_json(call, body), ZC_OK);
+		json_decref(body);
+		ck_assert_msg(zc_call_perform(call) == ZC_OK, "call %zu (%s)",
+			      i, seq[i].method);
+		ck_assert_int_eq(zc_call_status(call), 200);
+		fh_rec_copy(&fake, base + (int)i, head, sizeof(head));
+		ck_assert_msg(strncmp(head, seq[i].line,
+				      strlen(seq[i].line)) == 0,
+			      "call %zu: %s", i, head);
+		fh_header(head, "Content-Length", cl, sizeof(cl));
+		if (!seq[i].has_length)
+			ck_assert_msg(cl[0] == '\0', "call %zu (%s) sent "
+				      "Content-Length %s", i, seq[i].method,
+				      cl);
+		else if (seq[i].body != NULL)
+			ck_assert_int_eq(atoi(cl), (int)strlen(seq[i].body));
+		else
+			ck_assert_str_eq(cl, "0");
+		if (seq[i].body != NULL)
+			ck_assert_ptr_nonnull(strstr(head, seq[i].body));
+		if (strcmp(seq[i].method, "HEAD") != 0) {
+			const char *echo = json_string_value(json_object_get(
+				zc_call_reply_json(call), "head"));
+			ck_assert_ptr_nonnull(echo);
+			ck_assert(strncmp(echo, seq[i].line,
+					  strlen(seq[i].line)) == 0);
+		}
+		zc_call_free(call);
+	}
+	/* all on the one kept-alive connection */
+	ck_assert_int_eq(atomic_load(&fake.accepts), 1);
 }
 END_TEST
 
@@ -664,6 +737,7 @@ client_suite(void)
 	tcase_add_test(tc, test_reply_size_limit);
 	tcase_add_test(tc, test_invalid_arguments);
 	tcase_add_test(tc, test_perform_twice);
+	tcase_add_test(tc, test_no_option_leaks_between_calls);
 	tcase_add_test(tc, test_threads_one_connection_each);
 	suite_add_tcase(s, tc);
 	return s;

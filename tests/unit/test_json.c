@@ -161,14 +161,22 @@ START_TEST(test_reals_roundtrip_property)
 	uint64_t seed = 0x9e3779b97f4a7c15ULL;
 	int i;
 
-	for (i = 0; i < 50000; i++) {
+	for (i = 0; i < 150000; i++) {
 		uint64_t bits = xorshift(&seed);
 		double x, ax;
 		json_t *v;
 		char *s;
 
-		/* Mix raw bit patterns with "money-like" decimals. */
-		if (i % 2 == 0) {
+		/* Mix raw bit patterns with "money-like" decimals and with
+		 * up to six decimals either side of 1e9 (json.c's fast path
+		 * takes those below it). */
+		if (i % 3 == 2) {
+			static const double p10[] = {1,   10,  100, 1e3,
+						     1e4, 1e5, 1e6};
+			x = (double)(int64_t)(bits % 2000000000000001ULL -
+					      1000000000000000ULL) /
+			    p10[(bits >> 58) % 7];
+		} else if (i % 2 == 0) {
 			memcpy(&x, &bits, sizeof(x));
 		} else {
 			x = (double)(int64_t)(bits % 2000000001ULL) / 100.0 -
