@@ -8,6 +8,7 @@
 #include "zenith.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <time.h>
@@ -177,6 +178,9 @@ void zc__dispatch(zc_app *app, zc_req *req, zc_res *res);
 /* Compact, Go-compatible encoding (shortest round-trip numbers).  Returns a
  * malloc'd NUL-terminated string and its length, or NULL. */
 char *zc__json_dump(const json_t *value, size_t *len);
+/* json_pack's format straight to the same text, or NULL when jansson must
+ * do it (see json.c); ap is left for the caller's json_vpack_ex. */
+char *zc__json_vpackf(const char *fmt, va_list ap, size_t *len);
 
 /* ---- server (server.c) ---- */
 struct zc_server;

@@ -8,6 +8,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,6 +283,260 @@ put_value(struct buf *b, const json_t *v)
 	}
 }
 
+/* Is s[0..n) UTF-8 without NUL (what json_pack accepts as a string)? */
+static bool
+utf8_ok(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+
+	while (p < end) {
+		unsigned c = *p;
+		size_t k, i;
+		unsigned cp;
+
+		if (c == 0)
+			return false;
+		if (c < 0x80) {
+			p++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			k = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			k = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			k = 3, cp = c & 0x07;
+		else
+			return false;
+		if ((size_t)(end - p) <= k)
+			return false;
+		for (i = 1; i <= k; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (p[i] & 0x3f);
+		}
+		/* overlong, surrogate or beyond U+10FFFF */
+		if ((k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+		    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+			return false;
+		p += k + 1;
+	}
+	return true;
+}
+
+#define PACK_DEPTH 16
+#define PACK_KEYS 32
+#define PACK_STOLEN 16
+
+struct pack {
+	struct buf b;
+	const char *f;
+	va_list *ap;
+	json_t *stolen[PACK_STOLEN]; /* 'o' values, released on success */
+	int nstolen;
+};
+
+static void
+pack_skip(struct pack *pk)
+{
+	while (*pk->f == ' ' || *pk->f == '\t' || *pk->f == '\n' ||
+	       *pk->f == ':' || *pk->f == ',')
+		pk->f++;
+}
+
+/* An 's', 's#' or 's%' string at pk->f (just past the 's'). */
+static bool
+pack_string(struct pack *pk, const char **s, size_t *n, bool *null_ok)
+{
+	*s = va_arg(*pk->ap, const char *);
+	if (*pk->f == '#') {
+		pk->f++;
+		*n = (size_t)va_arg(*pk->ap, int);
+	} else if (*pk->f == '%') {
+		pk->f++;
+		*n = va_arg(*pk->ap, size_t);
+	} else {
+		*n = *s != NULL ? strlen(*s) : 0;
+	}
+	*null_ok = false;
+	if (*pk->f == '?') {
+		pk->f++;
+		*null_ok = true;
+	}
+	if (*pk->f == '+' || *pk->f == '*')
+		return false; /* concatenation, optional members: jansson */
+	if (*s == NULL)
+		return *null_ok;
+	return utf8_ok(*s, *n);
+}
+
+static bool pack_value(struct pack *pk, int depth);
+
+static bool
+pack_object(struct pack *pk, int depth)
+{
+	const char *keys[PACK_KEYS];
+	size_t klen[PACK_KEYS];
+	int nkeys = 0, i;
+
+	put(&pk->b, "{", 1);
+	for (;;) {
+		const char *k;
+		size_t n;
+		bool null_ok;
+
+		pack_skip(pk);
+		if (*pk->f == '}') {
+			pk->f++;
+			put(&pk->b, "}", 1);
+			return true;
+		}
+		if (*pk->f != 's' || nkeys == PACK_KEYS)
+			return false;
+		pk->f++;
+		if (!pack_string(pk, &k, &n, &null_ok) || k == NULL ||
+		    null_ok)
+			return false;
+		/* a repeated key replaces its value in jansson */
+		for (i = 0; i < nkeys; i++)
+			if (klen[i] == n && memcmp(keys[i], k, n) == 0)
+				return false;
+		keys[nkeys] = k;
+		klen[nkeys++] = n;
+		if (nkeys > 1)
+			put(&pk->b, ",", 1);
+		put_string(&pk->b, k, n);
+		put(&pk->b, ":", 1);
+		pack_skip(pk);
+		if (!pack_value(pk, depth + 1))
+			return false;
+	}
+}
+
+static bool
+pack_value(struct pack *pk, int depth)
+{
+	char num[32];
+	const char *s;
+	size_t n;
+	bool null_ok, first;
+	json_t *o;
+	double d;
+	int len;
+
+	char c;
+
+	if (depth > PACK_DEPTH)
+		return false;
+	pack_skip(pk);
+	switch ((c = *pk->f++)) {
+	case '{':
+		return pack_object(pk, depth);
+	case '[':
+		put(&pk->b, "[", 1);
+		for (first = true;; first = false) {
+			pack_skip(pk);
+			if (*pk->f == ']') {
+				pk->f++;
+				put(&pk->b, "]", 1);
+				return true;
+			}
+			if (!first)
+				put(&pk->b, ",", 1);
+			if (!pack_value(pk, depth + 1))
+				return false;
+		}
+	case 's':
+		if (!pack_string(pk, &s, &n, &null_ok))
+			return false;
+		if (s == NULL)
+			put(&pk->b, "null", 4);
+		else
+			put_string(&pk->b, s, n);
+		return true;
+	case 'n':
+		put(&pk->b, "null", 4);
+		return true;
+	case 'b':
+		if (va_arg(*pk->ap, int))
+			put(&pk->b, "true", 4);
+		else
+			put(&pk->b, "false", 5);
+		return true;
+	case 'i':
+		len = snprintf(num, sizeof(num), "%d", va_arg(*pk->ap, int));
+		put(&pk->b, num, (size_t)len);
+		return true;
+	case 'I':
+		len = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+			       va_arg(*pk->ap, json_int_t));
+		put(&pk->b, num, (size_t)len);
+		return true;
+	case 'f':
+		d = va_arg(*pk->ap, double);
+		if (!isfinite(d))
+			return false; /* jansson's error to report */
+		put_real(&pk->b, d);
+		return true;
+	case 'o':
+	case 'O':
+		o = va_arg(*pk->ap, json_t *);
+		null_ok = *pk->f == '?';
+		if (null_ok)
+			pk->f++;
+		if (*pk->f == '*')
+			return false;
+		if (o == NULL) {
+			if (!null_ok)
+				return false;
+			put(&pk->b, "null", 4);
+			return true;
+		}
+		if (c == 'o') {
+			if (pk->nstolen == PACK_STOLEN)
+				return false;
+			pk->stolen[pk->nstolen++] = o;
+		}
+		put_value(&pk->b, o);
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * json_pack's format written straight to compact text, with no tree built
+ * and freed on the way: what zc_res_jsonf and zc_call_jsonf run for every
+ * answer and call.  Returns NULL for anything it does not do exactly as
+ * jansson would (a NULL string, invalid UTF-8, a repeated key, 's+', '*',
+ * a format error, no memory); the caller then runs json_vpack_ex on a copy
+ * of the arguments, so results, errors and ownership are jansson's.  On
+ * success the 'o' values are released, as json_pack steals them.
+ */
+char *
+zc__json_vpackf(const char *fmt, va_list ap, size_t *len)
+{
+	struct pack pk;
+	va_list aq;
+	int i;
+
+	memset(&pk, 0, sizeof(pk));
+	va_copy(aq, ap);
+	pk.f = fmt;
+	pk.ap = &aq;
+	if (!pack_value(&pk, 0) || (pack_skip(&pk), *pk.f != '\0') ||
+	    pk.b.oom || pk.b.p == NULL) {
+		va_end(aq);
+		free(pk.b.p);
+		return NULL;
+	}
+	va_end(aq);
+	for (i = 0; i < pk.nstolen; i++)
+		json_decref(pk.stolen[i]);
+	*len = pk.b.len;
+	return pk.b.p;
+}
+
 char *
 zc__json_dump(const json_t *value, size_t *len)
 {
@@ -379,7 +634,17 @@ zc_call_jsonf(zc_call *call, const char *fmt, ...)
 	va_list ap;
 	zc_err err;
 
+	char *text;
+	size_t len;
+
 	va_start(ap, fmt);
+	text = zc__json_vpackf(fmt, ap, &len);
+	if (text != NULL) {
+		va_end(ap);
+		err = zc__call_body(call, NULL, text, len);
+		free(text);
+		return err;
+	}
 	v = json_vpack_ex(&e, 0, fmt, ap);
 	va_end(ap);
 	if (v == NULL) {

@@ -123,8 +123,20 @@ zc_res_jsonf(zc_res *res, int status, const char *fmt, ...)
 	json_error_t e;
 	json_t *v;
 	va_list ap;
+	char *s;
+	size_t len;
 
 	va_start(ap, fmt);
+	s = zc__json_vpackf(fmt, ap, &len);
+	if (s != NULL) {
+		va_end(ap);
+		/* as zc_res_json: a newline, Go's json.Encoder's; the pack
+		 * buffer keeps room for it and the NUL */
+		s[len++] = '\n';
+		s[len] = '\0';
+		set_body(res, status, s, len, ctype_json);
+		return ZC_OK;
+	}
 	v = json_vpack_ex(&e, 0, fmt, ap);
 	va_end(ap);
 	if (v == NULL) {

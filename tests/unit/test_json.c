@@ -5,12 +5,13 @@
  */
 #include <check.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "zenith.h"
+#include "internal.h"
 
 #include "testutil.h"
 
@@ -537,6 +538,135 @@ START_TEST(test_helpers_null_object)
 }
 END_TEST
 
+/* ---- zc__json_vpackf: json_pack's format straight to text ---- */
+
+static char *
+ours(const char *fmt, ...)
+{
+	va_list ap;
+	size_t len;
+	char *s;
+
+	va_start(ap, fmt);
+	s = zc__json_vpackf(fmt, ap, &len);
+	va_end(ap);
+	if (s != NULL)
+		ck_assert_uint_eq(len, strlen(s));
+	return s;
+}
+
+static char *
+theirs(const char *fmt, ...)
+{
+	json_error_t e;
+	va_list ap;
+	json_t *v;
+	char *s;
+
+	va_start(ap, fmt);
+	v = json_vpack_ex(&e, 0, fmt, ap);
+	va_end(ap);
+	if (v == NULL)
+		return NULL;
+	s = zc__json_dump(v, NULL);
+	json_decref(v);
+	return s;
+}
+
+/* The same text both ways (arguments are evaluated once for each). */
+#define SAME(...)                                                              \
+	do {                                                                   \
+		char *a_ = ours(__VA_ARGS__), *b_ = theirs(__VA_ARGS__);      \
+		ck_assert_msg(a_ != NULL, "fell back: %s", #__VA_ARGS__);     \
+		ck_assert_ptr_nonnull(b_);                                     \
+		ck_assert_str_eq(a_, b_);                                      \
+		free(a_);                                                      \
+		free(b_);                                                      \
+	} while (0)
+
+/* Left to jansson: the writer declines, whatever jansson then says. */
+#define DECLINED(...)                                                          \
+	ck_assert_msg(ours(__VA_ARGS__) == NULL, "not declined: %s",         \
+		      #__VA_ARGS__)
+
+START_TEST(test_packf_matches_jansson)
+{
+	char blob[] = {'a', '"', 'b', '\\', '\n', '\x01', 'c'};
+
+	SAME("{s:s, s:s}", "status", "logged", "timestamp",
+	     "2026-11-27T20:22:43.123456789Z");
+	SAME("{s:s, s:o, s:s}", "status", "updated", "new_balance",
+	     zc_money_json_new(10050), "account", "ACC-001");
+	SAME("{s:s, s:{s:s, s:o, s:o}}", "action", "balance_update",
+	     "details", "account", "A", "amount", zc_money_json_new(-5),
+	     "new_balance", zc_money_json_new(100000));
+	SAME("[i, I, b, b, n, f, f, f]", -7, (json_int_t)9007199254740993LL,
+	     1, 0, 100.5, 0.1, 1e300);
+	SAME("{s:s?, s:o?, s:O?}", "a", NULL, "b", NULL, "c", NULL);
+	SAME("{s:O}", "k", json_pack("[i,{s:s}]", 1, "x", "y"));
+	SAME("{s:s#, s:s%}", "n", "abcdef", 3, "m", blob, sizeof(blob));
+	SAME("s", "top \"level\" \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
+	SAME("{s:[], s:{}, s:[[],{}]}", "a", "b", "c");
+	SAME("{s#:i}", "key\"with\\escapes", 5, 1);
+	SAME(" { s : i , s : [ i , i ] } ", "x", 1, "y", 2, 3);
+	SAME("{s:f, s:f, s:f}", "small", 1e-7, "neg", -0.0, "big", 1e21);
+	/* what jansson does otherwise (an error, a replaced key, ...) */
+	DECLINED("{s:s}", "a", (const char *)NULL);
+	DECLINED("{s:s}", "a", "\xff\xfe");
+	DECLINED("{s:s}", "a", "\xc0\x80"); /* overlong NUL */
+	DECLINED("{s:s}", "a", "\xed\xa0\x80"); /* surrogate */
+	DECLINED("{s:i, s:i}", "a", 1, "a", 2);
+	DECLINED("{s:s+}", "a", "b", "c");
+	DECLINED("{s:s*}", "a", (const char *)NULL);
+	DECLINED("{s:O}", "a", (json_t *)NULL);
+	DECLINED("{s:f}", "a", NAN);
+	DECLINED("{s:x}", "a");
+	DECLINED("{}x");
+	DECLINED("{s:s#}", "a", "a\0b", 3);
+}
+END_TEST
+
+/* 'o' is stolen, as json_pack steals it; 'O' is not. */
+START_TEST(test_packf_ownership)
+{
+	json_t *v = json_string("x"), *w = json_string("y");
+	char *s;
+
+	json_incref(v);
+	s = ours("{s:o, s:O}", "a", v, "b", w);
+	ck_assert_str_eq(s, "{\"a\":\"x\",\"b\":\"y\"}");
+	free(s);
+	ck_assert_int_eq((int)v->refcount, 1);
+	ck_assert_int_eq((int)w->refcount, 1);
+	json_decref(v);
+	json_decref(w);
+}
+END_TEST
+
+/* zc_res_jsonf answers the same either way, and still refuses what
+ * jansson refuses. */
+START_TEST(test_res_jsonf_paths)
+{
+	zc_res *res = calloc(1, sizeof(*res));
+
+	ck_assert_int_eq(zc_res_jsonf(res, 201, "{s:s, s:i}", "a", "b", "n",
+				      3),
+			 ZC_OK);
+	ck_assert_int_eq(res->status, 201);
+	ck_assert_str_eq(res->body, "{\"a\":\"b\",\"n\":3}\n");
+	ck_assert_str_eq(res->content_type, "application/json");
+	/* a repeated key: jansson's answer, the last value in first place */
+	ck_assert_int_eq(zc_res_jsonf(res, 200, "{s:i, s:i, s:i}", "a", 1,
+				      "b", 2, "a", 3),
+			 ZC_OK);
+	ck_assert_str_eq(res->body, "{\"a\":3,\"b\":2}\n");
+	ck_assert_int_eq(zc_res_jsonf(res, 200, "{s:s}", "a",
+				      (const char *)NULL),
+			 ZC_ERR_INVALID);
+	zc_res_free(res);
+}
+END_TEST
+
 static Suite *
 json_suite(void)
 {
@@ -561,6 +691,9 @@ json_suite(void)
 	tcase_add_test(tc, test_json_value_helper);
 	tcase_add_test(tc, test_json_money_helper);
 	tcase_add_test(tc, test_helpers_null_object);
+	tcase_add_test(tc, test_packf_matches_jansson);
+	tcase_add_test(tc, test_packf_ownership);
+	tcase_add_test(tc, test_res_jsonf_paths);
 	suite_add_tcase(s, tc);
 	return s;
 }
