@@ -25,11 +25,12 @@ fi
 
 tmp="$out.tmp.$$"
 rm -rf "$tmp"
-mkdir -p "$tmp/runtime/src" "$tmp/runtime/include"
+mkdir -p "$tmp/runtime/src" "$tmp/runtime/include" "$tmp/runtime/notls"
 cp -R "$root/buildpack/buildpack.toml" "$root/buildpack/README.md" \
 	"$root/buildpack/bin" "$root/buildpack/lib" "$tmp/"
 cp "$root"/runtime/include/*.h "$tmp/runtime/include/"
 cp "$root"/runtime/src/*.[ch] "$tmp/runtime/src/"
+cp "$root"/runtime/notls/*.c "$tmp/runtime/notls/"
 # Readable by the build image's unprivileged CNB user.
 chmod -R u=rwX,go=rX "$tmp"
 chmod 0755 "$tmp"/bin/*
