@@ -592,6 +592,7 @@ theirs(const char *fmt, ...)
 START_TEST(test_packf_matches_jansson)
 {
 	char blob[] = {'a', '"', 'b', '\\', '\n', '\x01', 'c'};
+	json_t *nested;
 
 	SAME("{s:s, s:s}", "status", "logged", "timestamp",
 	     "2026-11-27T20:22:43.123456789Z");
@@ -603,7 +604,9 @@ START_TEST(test_packf_matches_jansson)
 	SAME("[i, I, b, b, n, f, f, f]", -7, (json_int_t)9007199254740993LL,
 	     1, 0, 100.5, 0.1, 1e300);
 	SAME("{s:s?, s:o?, s:O?}", "a", NULL, "b", NULL, "c", NULL);
-	SAME("{s:O}", "k", json_pack("[i,{s:s}]", 1, "x", "y"));
+	nested = json_pack("[i,{s:s}]", 1, "x", "y");
+	SAME("{s:O}", "k", nested); /* 'O' is not stolen */
+	json_decref(nested);
 	SAME("{s:s#, s:s%}", "n", "abcdef", 3, "m", blob, sizeof(blob));
 	SAME("s", "top \"level\" \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
 	SAME("{s:[], s:{}, s:[[],{}]}", "a", "b", "c");
