@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -381,6 +382,16 @@ watchdog(void *arg)
 
 		/* lines held by a handler that blocks where we cannot see */
 		zc__log_sweep();
+		/*
+		 * Every 5 s, hand back to the kernel the free pages glibc's
+		 * per-thread arenas keep: requests allocate on one thread and
+		 * free on another (idempotency entries, async calls), and the
+		 * arenas' free memory otherwise stays resident.  It takes
+		 * 50-130 us; balance-manager under the benchmark's load stays
+		 * at 18.7 MiB instead of growing past 21 (BENCHMARKS.md).
+		 */
+		if (ticks % 50 == 49)
+			malloc_trim(0);
 		if (ticks++ % 5 != 0)
 			continue; /* connections: twice a second */
 
