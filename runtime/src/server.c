@@ -528,8 +528,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 	if (req == NULL)
 		return;
-	/* answered (or abandoned): no longer in flight, before any logging,
-	 * so whoever reads the access line also sees the count drop */
+	/* answered (or abandoned): no longer in flight */
 	recv_remove(req);
 	atomic_fetch_sub(&app->inflight, 1);
 	ns = zc__now_ns() - req->start_ns;
