@@ -678,8 +678,9 @@ fail:
 
 /*
  * Options that are the same for every call, set once when a thread's
- * handle is made: curl_easy_reset and twenty setopts per call cost more
- * instructions than the HTTP exchange itself.
+ * handle is made rather than after a curl_easy_reset on every call (that
+ * reset and its twenty setopts were 3.4k of the 95.8k instructions a call
+ * took, callgrind on transaction-processor).
  */
 static CURLcode
 setup_handle_once(CURL *curl)
