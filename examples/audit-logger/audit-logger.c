@@ -37,8 +37,7 @@ handle_log(zc_req *req, zc_res *res, void *arg)
 
 /* com.example.balance.updated: its data is the audit record's details. */
 static int
-handle_balance_updated(zc_req *req, const zc_event *ev, zc_res *res,
-		       void *arg)
+handle_balance_updated(zc_req *req, const zc_event *ev, zc_res *res, void *arg)
 {
 	json_t *data = zc_event_json(ev);
 	char *text;
@@ -84,9 +83,9 @@ zc_function_setup(zc_app *app)
 	if (event_mode(&events) != 0)
 		return -1;
 	/* a redelivered event (same source + id) is recorded once */
-	if (events && zc_event_route_idempotent(
-			      app, "/", "com.example.balance.updated",
-			      handle_balance_updated, NULL) != ZC_OK)
+	if (events &&
+	    zc_event_route_idempotent(app, "/", "com.example.balance.updated",
+				      handle_balance_updated, NULL) != ZC_OK)
 		return -1;
 	/* A retried audit (same Idempotency-Key) is recorded once. */
 	return zc_route_idempotent(app, "POST", "/log", handle_log, NULL);

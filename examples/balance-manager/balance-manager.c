@@ -302,10 +302,9 @@ zc_function_setup(zc_app *app)
 		zc_info("event mode: transaction events taken on /; balance "
 			"events go to %s",
 			sink != NULL && *sink != '\0' ? sink
-						       : "nowhere (no K_SINK)");
+						      : "nowhere (no K_SINK)");
 	}
 	if (zc_service(app, "audit-logger", NULL) != ZC_OK)
 		return -1;
-	return zc_route_idempotent(app, "POST", "/update", handle_update,
-				   NULL);
+	return zc_route_idempotent(app, "POST", "/update", handle_update, NULL);
 }

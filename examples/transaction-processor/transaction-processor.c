@@ -70,8 +70,8 @@ handle_transaction(zc_req *req, zc_res *res, void *arg)
 	    zc_json_money(in, "amount", &amount, res) != 0)
 		return 0;
 	new_transaction_id(id, sizeof(id));
-	zc_info("Processing transaction %s: account=%s, amount=%s", id,
-		account, zc_money_format(amount, text, sizeof(text)));
+	zc_info("Processing transaction %s: account=%s, amount=%s", id, account,
+		zc_money_format(amount, text, sizeof(text)));
 
 	call = zc_call_new(req, "balance-manager", "POST", "/update");
 	if (call == NULL)
@@ -129,8 +129,8 @@ handle_transaction_event(zc_req *req, zc_res *res, void *arg)
 				    "field \"account\" must be 1 to %d bytes",
 				    MAX_ACCOUNT);
 	new_transaction_id(id, sizeof(id));
-	zc_info("Publishing transaction %s: account=%s, amount=%s", id,
-		account, zc_money_format(amount, text, sizeof(text)));
+	zc_info("Publishing transaction %s: account=%s, amount=%s", id, account,
+		zc_money_format(amount, text, sizeof(text)));
 
 	data = json_pack("{s:s, s:o, s:s}", "account", account, "amount",
 			 zc_money_json_new(amount), "transaction_id", id);

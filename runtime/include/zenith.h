@@ -42,19 +42,19 @@ extern "C" {
  * ------------------------------------------------------------------- */
 typedef enum zc_err {
 	ZC_OK = 0,
-	ZC_ERR_NOMEM,        /* out of memory */
-	ZC_ERR_INVALID,      /* bad argument, bad configuration */
-	ZC_ERR_DNS,          /* outbound: target name did not resolve */
-	ZC_ERR_REFUSED,      /* outbound: connection refused / unreachable */
-	ZC_ERR_TIMEOUT,      /* outbound: connect or total deadline passed */
-	ZC_ERR_TRANSPORT,    /* outbound: connection reset, truncated reply */
-	ZC_ERR_HTTP,         /* outbound: a reply with status >= 400 */
-	ZC_ERR_BAD_REPLY,    /* outbound: reply is not the JSON we asked for */
-	ZC_ERR_TOO_LARGE,    /* a body over its limit */
-	ZC_ERR_BREAKER_OPEN, /* outbound: circuit breaker is open (issue 3) */
-	ZC_ERR_BULKHEAD_FULL,/* outbound: too many concurrent calls (issue 3) */
-	ZC_ERR_QUEUE_FULL,   /* outbound async queue full (issue 3) */
-	ZC_ERR_DEADLINE      /* the inbound request's deadline has passed */
+	ZC_ERR_NOMEM,         /* out of memory */
+	ZC_ERR_INVALID,       /* bad argument, bad configuration */
+	ZC_ERR_DNS,           /* outbound: target name did not resolve */
+	ZC_ERR_REFUSED,       /* outbound: connection refused / unreachable */
+	ZC_ERR_TIMEOUT,       /* outbound: connect or total deadline passed */
+	ZC_ERR_TRANSPORT,     /* outbound: connection reset, truncated reply */
+	ZC_ERR_HTTP,          /* outbound: a reply with status >= 400 */
+	ZC_ERR_BAD_REPLY,     /* outbound: reply is not the JSON we asked for */
+	ZC_ERR_TOO_LARGE,     /* a body over its limit */
+	ZC_ERR_BREAKER_OPEN,  /* outbound: circuit breaker is open (issue 3) */
+	ZC_ERR_BULKHEAD_FULL, /* outbound: too many concurrent calls (issue 3) */
+	ZC_ERR_QUEUE_FULL,    /* outbound async queue full (issue 3) */
+	ZC_ERR_DEADLINE       /* the inbound request's deadline has passed */
 } zc_err;
 
 /* A static, human-readable description of err.  Never NULL. */
@@ -110,8 +110,8 @@ zc_err zc_route(zc_app *app, const char *method, const char *pattern,
  * ZC_IDEMPOTENCY_TTL_S (3600) seconds.  Requests without the header run
  * normally.
  */
-zc_err zc_route_idempotent(zc_app *app, const char *method,
-			   const char *pattern, zc_handler handler, void *arg);
+zc_err zc_route_idempotent(zc_app *app, const char *method, const char *pattern,
+			   zc_handler handler, void *arg);
 
 /* Hooks.  init runs after setup, before the port opens (non-zero: the
  * process logs it and exits 1).  shutdown runs once after draining. */
@@ -231,20 +231,20 @@ zc_err zc_service_url(const char *service, char *buf, size_t size);
  * ZC_BREAKER_*), built-in defaults (in parentheses).
  */
 typedef struct zc_policy {
-	long timeout_ms;	 /* whole call, retries included (5000) */
+	long timeout_ms;         /* whole call, retries included (5000) */
 	long connect_timeout_ms; /* each connection attempt (2000) */
-	int retries;		 /* extra attempts when safe (2); a Dapr
+	int retries;             /* extra attempts when safe (2); a Dapr
 				    target declared without a policy gets 0
 				    (the sidecar retries itself) unless
 				    <NAME>_RETRIES says otherwise */
-	long backoff_ms;	 /* first backoff, doubled each time (50) */
-	long backoff_max_ms;	 /* backoff cap (1000); jitter: 50-100% */
-	int breaker_failures;	 /* consecutive failed attempts that open
+	long backoff_ms;         /* first backoff, doubled each time (50) */
+	long backoff_max_ms;     /* backoff cap (1000); jitter: 50-100% */
+	int breaker_failures;    /* consecutive failed attempts that open
 				    (5); 0 turns the breaker off */
-	long breaker_open_ms;	 /* open before half-open (10000) */
-	int breaker_probes;	 /* half-open probes; as many successes
+	long breaker_open_ms;    /* open before half-open (10000) */
+	int breaker_probes;      /* half-open probes; as many successes
 				    close it (3) */
-	int max_concurrent;	 /* bulkhead: attempts in flight (0 = no
+	int max_concurrent;      /* bulkhead: attempts in flight (0 = no
 				    bound) */
 } zc_policy;
 
@@ -293,8 +293,8 @@ void zc_call_connect_timeout_ms(zc_call *call, long connect_ms);
  * returns NULL, which a handler treats as ZC_ERR_BAD_REPLY.
  */
 zc_err zc_call_perform(zc_call *call);
-int zc_call_status(const zc_call *call);          /* 0 if no reply */
-int zc_call_attempts(const zc_call *call);        /* attempts made */
+int zc_call_status(const zc_call *call);   /* 0 if no reply */
+int zc_call_attempts(const zc_call *call); /* attempts made */
 /* Milliseconds to wait before trying again, when known: the breaker's
  * remaining open time, or the last reply's Retry-After (delta-seconds
  * form); else 0. */
@@ -355,9 +355,8 @@ zc_err zc_event_route(zc_app *app, const char *path, const char *type,
 		      zc_event_handler handler, void *arg);
 /* As zc_event_route, and the route answers with its reply event even
  * when the sender did not send "Prefer: reply". */
-zc_err zc_event_route_replying(zc_app *app, const char *path,
-			       const char *type, zc_event_handler handler,
-			       void *arg);
+zc_err zc_event_route_replying(zc_app *app, const char *path, const char *type,
+			       zc_event_handler handler, void *arg);
 /*
  * As zc_event_route, for a handler that must apply each event once: an
  * event whose source + id this route has already handled does not run the
@@ -383,8 +382,7 @@ const char *zc_event_datacontenttype(const zc_event *ev);
 const char *zc_event_attr(const zc_event *ev, const char *name);
 /* Iterate all attributes: 0 .. zc_event_attr_count()-1. */
 size_t zc_event_attr_count(const zc_event *ev);
-const char *zc_event_attr_at(const zc_event *ev, size_t i,
-			     const char **value);
+const char *zc_event_attr_at(const zc_event *ev, size_t i, const char **value);
 /* The data as bytes ("" and len 0 when none), and parsed when it is JSON
  * (borrowed, NULL otherwise).  docs/events.md has the details. */
 const char *zc_event_data(const zc_event *ev, size_t *len);
@@ -433,8 +431,8 @@ void zc_log(zc_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void zc_vlog(zc_level level, const char *fmt, va_list ap);
 #define zc_debug(...) zc_log(ZC_LOG_DEBUG, __VA_ARGS__)
-#define zc_info(...) zc_log(ZC_LOG_INFO, __VA_ARGS__)
-#define zc_warn(...) zc_log(ZC_LOG_WARN, __VA_ARGS__)
+#define zc_info(...)  zc_log(ZC_LOG_INFO, __VA_ARGS__)
+#define zc_warn(...)  zc_log(ZC_LOG_WARN, __VA_ARGS__)
 #define zc_error(...) zc_log(ZC_LOG_ERROR, __VA_ARGS__)
 
 /* ---------------------------------------------------------------------

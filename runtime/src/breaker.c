@@ -113,8 +113,11 @@ const char *
 zc__breaker_state_name(int state)
 {
 	switch (state) {
-	case ZC_BREAKER_OPEN: return "open";
-	case ZC_BREAKER_HALF_OPEN: return "half-open";
-	default: return "closed";
+	case ZC_BREAKER_OPEN:
+		return "open";
+	case ZC_BREAKER_HALF_OPEN:
+		return "half-open";
+	default:
+		return "closed";
 	}
 }

@@ -36,16 +36,16 @@ static struct {
 
 #undef curl_easy_setopt
 #undef curl_easy_getinfo
-#define curl_global_init curl_api.global_init
-#define curl_easy_init curl_api.easy_init
-#define curl_easy_cleanup curl_api.easy_cleanup
-#define curl_easy_setopt curl_api.easy_setopt
-#define curl_easy_perform curl_api.easy_perform
-#define curl_easy_getinfo curl_api.easy_getinfo
+#define curl_global_init   curl_api.global_init
+#define curl_easy_init     curl_api.easy_init
+#define curl_easy_cleanup  curl_api.easy_cleanup
+#define curl_easy_setopt   curl_api.easy_setopt
+#define curl_easy_perform  curl_api.easy_perform
+#define curl_easy_getinfo  curl_api.easy_getinfo
 #define curl_easy_strerror curl_api.easy_strerror
-#define curl_slist_append(l, s)                                               \
+#define curl_slist_append(l, s)                                                \
 	(curl_api.slist_append != NULL ? curl_api.slist_append(l, s) : NULL)
-#define curl_slist_free_all(l)                                                \
+#define curl_slist_free_all(l)                                                 \
 	do {                                                                   \
 		if (curl_api.slist_free_all != NULL)                           \
 			curl_api.slist_free_all(l);                            \
@@ -54,7 +54,7 @@ static struct {
 /* Built-in defaults; zc__client_set_defaults() overrides them at start-up. */
 #define ZC_CLIENT_TIMEOUT_MS 5000L
 #define ZC_CLIENT_CONNECT_MS 2000L
-#define ZC_CLIENT_MAX_REPLY ((size_t)8 * 1024 * 1024)
+#define ZC_CLIENT_MAX_REPLY  ((size_t)8 * 1024 * 1024)
 
 /*
  * A base URL from <NAME>_URL can be long (a Dapr invoke prefix), but a
@@ -76,11 +76,11 @@ struct zc_call {
 	zc_req *inbound; /* for the deadline; NULL once queued async */
 	struct zc_target *target;
 	struct curl_slist *propagated; /* trace headers, copied at new */
-	bool keyed;		       /* carries an Idempotency-Key */
+	bool keyed;                    /* carries an Idempotency-Key */
 	int attempts;
 	long retry_after_ms;
-	bool queued;		     /* handed to the async queue */
-	int sends;		     /* sends of the current attempt */
+	bool queued; /* handed to the async queue */
+	int sends;   /* sends of the current attempt */
 	bool resend_refused;
 	/*
 	 * The first error from zc_call_new/json/header.  perform returns it
@@ -142,7 +142,7 @@ global_init_once(void)
 		return;
 	}
 #define LOAD(field, sym)                                                       \
-	if ((*(void **)&curl_api.field = dlsym(h, sym)) == NULL) {              \
+	if ((*(void **)&curl_api.field = dlsym(h, sym)) == NULL) {             \
 		zc_error("libcurl lacks %s", sym);                             \
 		return;                                                        \
 	}
@@ -323,8 +323,10 @@ static int
 propagate(zc_call *call, zc_req *inbound)
 {
 	static const char *const verbatim[] = {
-		"b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid",
-		"x-b3-sampled", "x-b3-flags", "x-request-id",
+		"b3",           "x-b3-traceid",
+		"x-b3-spanid",  "x-b3-parentspanid",
+		"x-b3-sampled", "x-b3-flags",
+		"x-request-id",
 	};
 	char tp[64];
 	size_t i;
@@ -472,8 +474,9 @@ zc_call_timeout_ms(zc_call *call, long total_ms)
 	if (call == NULL)
 		return;
 	call->timeout_ms = total_ms > 0 ? total_ms
-		: call->target != NULL ? call->target->policy.timeout_ms
-				       : default_timeout_ms;
+			   : call->target != NULL
+				   ? call->target->policy.timeout_ms
+				   : default_timeout_ms;
 }
 
 void
@@ -482,9 +485,9 @@ zc_call_connect_timeout_ms(zc_call *call, long connect_ms)
 	if (call == NULL)
 		return;
 	call->connect_ms = connect_ms > 0 ? connect_ms
-		: call->target != NULL
-			? call->target->policy.connect_timeout_ms
-			: default_connect_ms;
+			   : call->target != NULL
+				   ? call->target->policy.connect_timeout_ms
+				   : default_connect_ms;
 }
 
 static void
@@ -698,10 +701,11 @@ setup_handle_once(CURL *curl)
 	/* Notice a peer that vanished while the connection sat idle. */
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
-	/* A <NAME>_URL must not turn a call into a file:// or gopher:// read. */
+		/* A <NAME>_URL must not turn a call into a file:// or gopher:// read. */
 #if LIBCURL_VERSION_NUM >= 0x075500
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+		rc = curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR,
+				      "http,https");
 #else
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(curl, CURLOPT_PROTOCOLS,
@@ -736,8 +740,8 @@ setup_handle_once(CURL *curl)
  * nothing from one call (a body, a method, a timeout) leaks into the next.
  */
 static CURLcode
-setup_handle(zc_call *call, CURL *curl, struct curl_slist *hdrs,
-	     long total_ms, long connect_ms)
+setup_handle(zc_call *call, CURL *curl, struct curl_slist *hdrs, long total_ms,
+	     long connect_ms)
 {
 	CURLcode rc;
 
@@ -783,21 +787,22 @@ setup_handle(zc_call *call, CURL *curl, struct curl_slist *hdrs,
 			rc = curl_easy_setopt(curl, CURLOPT_POSTFIELDS,
 					      call->has_body ? call->body : "");
 		if (rc == CURLE_OK)
-			rc = curl_easy_setopt(
-				curl, CURLOPT_CUSTOMREQUEST,
-				strcmp(call->method, "POST") != 0 ? call->method
-								  : NULL);
+			rc = curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST,
+					      strcmp(call->method, "POST") != 0
+						      ? call->method
+						      : NULL);
 		return rc;
 	}
 	rc = curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
 	if (rc == CURLE_OK && strcmp(call->method, "HEAD") == 0)
 		rc = curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST,
-				      strcmp(call->method, "GET") != 0 &&
-						  strcmp(call->method, "HEAD") != 0
-					  ? call->method
-					  : NULL);
+		rc = curl_easy_setopt(
+			curl, CURLOPT_CUSTOMREQUEST,
+			strcmp(call->method, "GET") != 0 &&
+					strcmp(call->method, "HEAD") != 0
+				? call->method
+				: NULL);
 	return rc;
 }
 
@@ -835,8 +840,9 @@ map_curl_error(const zc_call *call, CURLcode rc)
 	case CURLE_UNSUPPORTED_PROTOCOL:
 		/* a file:// or gopher:// URL is configuration; an http URL
 		 * answered by something that is not HTTP is the network */
-		if (call->url != NULL && (strncmp(call->url, "http://", 7) == 0 ||
-					  strncmp(call->url, "https://", 8) == 0))
+		if (call->url != NULL &&
+		    (strncmp(call->url, "http://", 7) == 0 ||
+		     strncmp(call->url, "https://", 8) == 0))
 			return ZC_ERR_TRANSPORT;
 		return ZC_ERR_INVALID;
 	default:
@@ -851,8 +857,8 @@ map_curl_error(const zc_call *call, CURLcode rc)
  * result is the whole story of one attempt.
  */
 static zc_err
-call_attempt(zc_call *call, CURL *curl, struct curl_slist *hdrs,
-	     long total_ms, long connect_ms)
+call_attempt(zc_call *call, CURL *curl, struct curl_slist *hdrs, long total_ms,
+	     long connect_ms)
 {
 	CURLcode rc;
 	long status = 0;
@@ -863,7 +869,8 @@ call_attempt(zc_call *call, CURL *curl, struct curl_slist *hdrs,
 	call->resend_refused = false;
 	if ((rc = setup_handle(call, curl, hdrs, total_ms, connect_ms)) !=
 	    CURLE_OK)
-		return rc == CURLE_OUT_OF_MEMORY ? ZC_ERR_NOMEM : ZC_ERR_INVALID;
+		return rc == CURLE_OUT_OF_MEMORY ? ZC_ERR_NOMEM
+						 : ZC_ERR_INVALID;
 
 	rc = curl_easy_perform(curl);
 	/* The handle keeps pointers to hdrs and call: drop them now. */
@@ -963,8 +970,8 @@ sleep_ms(long ms)
 
 /* One attempt through the bulkhead and the breaker. */
 static zc_err
-guarded_attempt(zc_call *call, CURL *curl, struct curl_slist *hdrs,
-		long total, long connect)
+guarded_attempt(zc_call *call, CURL *curl, struct curl_slist *hdrs, long total,
+		long connect)
 {
 	struct zc_target *t = call->target;
 	unsigned generation = 0;
@@ -1064,7 +1071,8 @@ zc_call_perform(zc_call *call)
 		if (zc__now_ns() + (long long)wait * 1000000LL >= end)
 			break; /* no time left for another attempt */
 		if (err == ZC_ERR_HTTP)
-			zc_info("retrying %s %s in %ld ms (attempt %d: HTTP %d)",
+			zc_info("retrying %s %s in %ld ms (attempt %d: HTTP "
+				"%d)",
 				call->method, call->url, wait, call->attempts,
 				call->status);
 		else
@@ -1102,9 +1110,9 @@ zc_res_call_error(zc_res *res, const zc_call *call, zc_err err)
 {
 	char ra[24];
 	long ms = zc_call_retry_after_ms(call);
-	const char *target =
-		call != NULL && call->target != NULL ? call->target->name
-						     : "downstream";
+	const char *target = call != NULL && call->target != NULL
+				     ? call->target->name
+				     : "downstream";
 
 	if (ms > 0 && (err == ZC_ERR_BREAKER_OPEN || err == ZC_ERR_HTTP ||
 		       err == ZC_ERR_BULKHEAD_FULL)) {
@@ -1150,9 +1158,9 @@ zc_call_reply_json(zc_call *call)
 	if (!call->reply_parsed) {
 		call->reply_parsed = true;
 		if (call->reply_len > 0)
-			call->reply_json = json_loadb(call->reply,
-						      call->reply_len,
-						      JSON_DECODE_ANY, &jerr);
+			call->reply_json =
+				json_loadb(call->reply, call->reply_len,
+					   JSON_DECODE_ANY, &jerr);
 	}
 	return call->reply_json;
 }

@@ -31,7 +31,8 @@ zc__utc_seconds(time_t t, char *out)
 
 	if (t != last) {
 		gmtime_r(&t, &tm);
-		if (strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm) != 19)
+		if (strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm) !=
+		    19)
 			memcpy(text, "0000-00-00T00:00:00", 19);
 		last = t;
 	}

@@ -31,7 +31,7 @@ static const char stored_reply_ctype[] = "application/cloudevents+json";
 
 /* Attributes typed String by the spec; never overridden by K_CE_OVERRIDES. */
 static const char *const spec_attrs[] = {
-	"specversion", "id",	  "source", "type", "datacontenttype",
+	"specversion", "id",      "source", "type", "datacontenttype",
 	"dataschema",  "subject", "time",   "data", NULL,
 };
 
@@ -53,9 +53,8 @@ struct ce_err {
 /* ---------------------------------------------------------------------
  * Small helpers
  * ------------------------------------------------------------------- */
-static int
-fail(struct ce_err *e, int status, const char *attr, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+static int fail(struct ce_err *e, int status, const char *attr, const char *fmt,
+		...) __attribute__((format(printf, 4, 5)));
 
 static int
 fail(struct ce_err *e, int status, const char *attr, const char *fmt, ...)
@@ -307,7 +306,7 @@ valid_time(const char *s)
 
 	for (i = 0; shape[i] != '\0'; i++) {
 		char c = s[i];
-		if (shape[i] == 'd' ? !(c >= '0' && c <= '9')
+		if (shape[i] == 'd'   ? !(c >= '0' && c <= '9')
 		    : shape[i] == 'T' ? !(c == 'T' || c == 't')
 				      : c != shape[i])
 			return false;
@@ -883,10 +882,9 @@ json_attach_data(zc_event *ev, json_t *data, json_t *b64, struct ce_err *e)
 				    "attribute data_base64 is not base64");
 		data_take(ev, bytes, len);
 		if (ct != NULL && is_json_type(ct) && len > 0) {
-			ev->json = json_loadb(bytes, len,
-					      JSON_DECODE_ANY |
-						      JSON_REJECT_DUPLICATES,
-					      NULL);
+			ev->json = json_loadb(
+				bytes, len,
+				JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
 			if (ev->json == NULL)
 				return fail(e, 400, "data_base64",
 					    "data_base64 is not the JSON its "
@@ -930,8 +928,7 @@ event_from_json(json_t *obj, struct ce_err *e)
 		nomem(e);
 		return NULL;
 	}
-	json_object_foreach(obj, key, v)
-	{
+	json_object_foreach (obj, key, v) {
 		if (json_is_null(v))
 			continue; /* null is absent (JSON format 2.4) */
 		if (strcmp(key, "data") == 0) {
@@ -1054,8 +1051,7 @@ bad:
 }
 
 static enum MHD_Result
-scan_mhd(void *cls, enum MHD_ValueKind kind, const char *key,
-	 const char *value)
+scan_mhd(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
 	(void)kind;
 	return scan_header(cls, key, value) ? MHD_YES : MHD_NO;
@@ -1221,8 +1217,7 @@ apply_overrides(zc_event *ev)
 		json_decref(o);
 		return ZC_OK;
 	}
-	json_object_foreach(ext, key, v)
-	{
+	json_object_foreach (ext, key, v) {
 		dump = NULL;
 		if (!valid_name(key, strlen(key)) || is_spec_attr(key)) {
 			warn_overrides("an extension name is invalid or a "
@@ -1386,8 +1381,8 @@ zc_res_event(zc_res *res, const zc_event *ev)
 	if ((err = each_header(out, res_add, res)) != ZC_OK)
 		goto done;
 	ct = binary_ctype(out);
-	if (ct != NULL && (err = zc_res_header(res, "Content-Type", ct)) !=
-			  ZC_OK)
+	if (ct != NULL &&
+	    (err = zc_res_header(res, "Content-Type", ct)) != ZC_OK)
 		goto done;
 	if (out->data != NULL && out->len > 0) {
 		if ((body = malloc(out->len + 1)) == NULL) {
@@ -1495,8 +1490,7 @@ valid_label(const char *s)
  * EVENT_<HOST>_<PORT>_... (see docs/events.md).
  */
 static zc_err
-resolve(const char *target, char *url, size_t urlsz, char *tname,
-	size_t tsize)
+resolve(const char *target, char *url, size_t urlsz, char *tname, size_t tsize)
 {
 	const char *ns, *h, *end, *at = NULL;
 	size_t i, n;
@@ -1741,8 +1735,7 @@ res_move(zc_res *to, zc_res *from)
  * an acknowledgement); nothing set is 202.
  */
 static void
-finish_answer(zc_res *out, zc_res *scratch, const zc_event *ev,
-	      bool want_reply)
+finish_answer(zc_res *out, zc_res *scratch, const zc_event *ev, bool want_reply)
 {
 	if (res_is_event(scratch) && !want_reply) {
 		zc_debug("reply event to %s %s dropped: the request did not "
@@ -1771,9 +1764,9 @@ idem_store(struct zc_idem *t, const struct zc_idem_ticket *ticket,
 
 	if (!res_is_event(scratch)) {
 		zc__res_init(&stored);
-		stored.status = scratch->status != 0 ? scratch->status
-			       : scratch->body != NULL ? 200
-						       : 202;
+		stored.status = scratch->status != 0    ? scratch->status
+				: scratch->body != NULL ? 200
+							: 202;
 		stored.body = scratch->body;
 		stored.len = scratch->len;
 		stored.content_type = scratch->content_type;
@@ -1829,8 +1822,8 @@ idem_replay(zc_res *out, zc_res *stored, const zc_event *ev, bool want_reply)
  * result (out untouched), else 0 with out holding the answer.
  */
 static int
-deliver(zc_req *req, const struct ev_path *p, const zc_event *ev,
-	zc_res *out, bool prefer_reply)
+deliver(zc_req *req, const struct ev_path *p, const zc_event *ev, zc_res *out,
+	bool prefer_reply)
 {
 	const struct ev_sub *sub = pick(p, zc_event_type(ev));
 	struct zc_idem *idem = req->app->idem;
@@ -2000,8 +1993,8 @@ handle_batch(zc_req *req, zc_res *res, const struct ev_path *p)
 						    json_string(err));
 			json_decref(holder);
 			if (first == 0) {
-				const char *ra = zc_res_get_header(
-					&one, "Retry-After");
+				const char *ra =
+					zc_res_get_header(&one, "Retry-After");
 				first = st;
 				first_index = (long)i;
 				if (ra != NULL)
@@ -2108,8 +2101,8 @@ add_event_route(zc_app *app, const char *path, const char *type,
 	zc_err err;
 
 	if (app == NULL || path == NULL || handler == NULL ||
-	    (type != NULL && (*type == '\0' ||
-			      check_text(type, strlen(type)) != TEXT_OK))) {
+	    (type != NULL &&
+	     (*type == '\0' || check_text(type, strlen(type)) != TEXT_OK))) {
 		zc_error("zc_event_route: invalid path, type or handler");
 		return ZC_ERR_INVALID;
 	}

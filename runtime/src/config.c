@@ -39,8 +39,7 @@ env_long(const char *name, long min, long max, long *out, char *err,
 }
 
 static int
-env_int(const char *name, int min, int max, int *out, char *err,
-	size_t errsize)
+env_int(const char *name, int min, int max, int *out, char *err, size_t errsize)
 {
 	long v = *out;
 
@@ -59,8 +58,8 @@ env_path(const char *name, const char **out, char *err, size_t errsize)
 		return 0;
 	if (s[0] != '/' || strpbrk(s, "?# \t\r\n") != NULL) {
 		snprintf(err, errsize,
-			 "invalid %s=\"%.64s\": expected an absolute path", name,
-			 s);
+			 "invalid %s=\"%.64s\": expected an absolute path",
+			 name, s);
 		return -1;
 	}
 	*out = s;
@@ -244,8 +243,7 @@ zc__config_load(zc_config *cfg, char *err, size_t errsize)
 		return -1;
 	cfg->client_max_reply = (size_t)v;
 	v = (long)cfg->idem_max_keys;
-	if (env_long("ZC_IDEMPOTENCY_MAX_KEYS", 1, 10000000, &v, err,
-		     errsize))
+	if (env_long("ZC_IDEMPOTENCY_MAX_KEYS", 1, 10000000, &v, err, errsize))
 		return -1;
 	cfg->idem_max_keys = (size_t)v;
 	if (env_long("ZC_IDEMPOTENCY_TTL_S", 1, 30L * 86400, &cfg->idem_ttl_s,

@@ -114,7 +114,8 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 			zc_res_status(res, 204);
 			return;
 		}
-		zc_res_error(res, 400, "request target must be an absolute path");
+		zc_res_error(res, 400,
+			     "request target must be an absolute path");
 		return;
 	}
 	plen = strlen(req->path);
@@ -139,9 +140,10 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 			zc_res_status(res, 204);
 			zc_res_header(res, "Allow", allow);
 		} else {
-			zc_res_error(res, 405,
-				     "method %s not allowed for %s; allowed: %s",
-				     req->method, req->path, allow);
+			zc_res_error(
+				res, 405,
+				"method %s not allowed for %s; allowed: %s",
+				req->method, req->path, allow);
 			zc_res_header(res, "Allow", allow);
 		}
 		return;
@@ -242,8 +244,8 @@ idempotency_begin(zc_app *app, zc_req *req, zc_res *res,
 }
 
 static void
-run_checks(zc_app *app, zc_req *req, zc_res *res,
-	   const struct zc_route *route, int rc)
+run_checks(zc_app *app, zc_req *req, zc_res *res, const struct zc_route *route,
+	   int rc)
 {
 	if (rc != 0) {
 		/* The handler logged the detail; the client gets no internals. */
@@ -261,7 +263,8 @@ run_checks(zc_app *app, zc_req *req, zc_res *res,
 			req->method, route->pattern,
 			app->cfg.handler_timeout_ms);
 		zc__res_reset(res);
-		zc_res_error(res, 504, "handler exceeded its deadline of %ld ms",
+		zc_res_error(res, 504,
+			     "handler exceeded its deadline of %ld ms",
 			     app->cfg.handler_timeout_ms);
 	} else if (res->status == 0) {
 		res->status = res->body != NULL ? 200 : 204;

@@ -16,7 +16,7 @@
 #include <string.h>
 
 struct entry {
-	struct entry *next;	      /* hash chain */
+	struct entry *next;          /* hash chain */
 	struct entry *older, *newer; /* insertion order, for eviction */
 	uint64_t hash, fp1, fp2, id;
 	long long created_ns;

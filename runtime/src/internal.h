@@ -15,7 +15,7 @@
 
 struct MHD_Connection;
 
-#define ZC_MAX_SEGS 32
+#define ZC_MAX_SEGS   32
 #define ZC_MAX_PARAMS 8
 
 /* ---- configuration (config.c) ---- */
@@ -34,8 +34,8 @@ typedef struct zc_config {
 	const char *readiness_path;
 	const char *liveness_path;
 	const char *metrics_path; /* NULL: metrics off */
-	long max_inflight;	  /* 0: unlimited */
-	zc_policy policy; /* global client defaults */
+	long max_inflight;        /* 0: unlimited */
+	zc_policy policy;         /* global client defaults */
 	size_t client_max_reply;
 	size_t async_queue;
 	int async_workers;
@@ -78,7 +78,7 @@ struct zc_app {
 	bool init_ran;
 	zc_config cfg;
 	struct zc_idem *idem; /* created with the first idempotent route */
-	void *events;	      /* event routes, owned by cloudevents.c */
+	void *events;         /* event routes, owned by cloudevents.c */
 	atomic_int state;
 	atomic_long inflight;
 };
@@ -136,21 +136,21 @@ struct zc_req {
 	const char *param_values[ZC_MAX_PARAMS];
 	int nparams;
 	const char *route; /* matched pattern, for logs */
-	int route_id;	   /* for metrics */
-	bool shed;	   /* over ZC_MAX_INFLIGHT: answer 503 */
-	bool probe;	   /* User-Agent kube-probe/...: no access line */
+	int route_id;      /* for metrics */
+	bool shed;         /* over ZC_MAX_INFLIGHT: answer 503 */
+	bool probe;        /* User-Agent kube-probe/...: no access line */
 	bool close_after;  /* close the connection after the answer */
 	/* server.c's list of requests still receiving their body */
 	bool receiving;
 	zc_req *recv_prev, *recv_next;
 	_Atomic long long activity_ns;
-	int early_status;  /* answered before routing (bad framing) */
+	int early_status; /* answered before routing (bad framing) */
 	const char *early_msg;
 	struct zc_trace trace;
 	/* time */
 	long long start_ns;
 	long long deadline_ns;
-	int status;   /* final status, for the access log */
+	int status; /* final status, for the access log */
 };
 
 struct zc_res {
@@ -246,18 +246,17 @@ void zc__breaker_init(struct zc_breaker *b, unsigned failures, long open_ms,
  * the milliseconds until a probe may pass. */
 zc_err zc__breaker_allow(struct zc_breaker *b, unsigned *generation,
 			 long *retry_after_ms);
-void zc__breaker_done(struct zc_breaker *b, unsigned generation,
-		      bool success);
+void zc__breaker_done(struct zc_breaker *b, unsigned generation, bool success);
 int zc__breaker_state(struct zc_breaker *b);
 const char *zc__breaker_state_name(int state);
 
 /* ---- idempotency keys (idempotency.c) ---- */
 enum {
-	ZC_IDEM_PROCEED = 0,	   /* first time: run, then finish */
+	ZC_IDEM_PROCEED = 0,       /* first time: run, then finish */
 	ZC_IDEM_PROCEED_UNTRACKED, /* out of memory: run untracked */
-	ZC_IDEM_REPLAY,		   /* res holds the stored answer */
-	ZC_IDEM_CONFLICT,	   /* same key still running: 409 */
-	ZC_IDEM_MISMATCH	   /* same key, other payload: 422 */
+	ZC_IDEM_REPLAY,            /* res holds the stored answer */
+	ZC_IDEM_CONFLICT,          /* same key still running: 409 */
+	ZC_IDEM_MISMATCH           /* same key, other payload: 422 */
 };
 struct zc_idem;
 struct zc_idem_ticket {
@@ -285,7 +284,7 @@ struct zc_target {
 	int mode;
 	zc_policy policy;
 	struct zc_breaker breaker;
-	atomic_int inflight; /* bulkhead */
+	atomic_int inflight;                /* bulkhead */
 	atomic_ulong outcomes[ZC_OUTCOMES]; /* attempts by zc_err (metrics) */
 };
 struct zc_target *zc__targets(void); /* the list's head */
@@ -312,8 +311,8 @@ char *zc__call_record(const zc_call *call);
 zc_call *zc__call_new_url(zc_req *inbound, const char *target_name,
 			  const char *url, const char *method);
 void zc__call_set_repeatable(zc_call *call);
-zc_err zc__call_body(zc_call *call, const char *content_type,
-		     const void *data, size_t len);
+zc_err zc__call_body(zc_call *call, const char *content_type, const void *data,
+		     size_t len);
 
 /* ---- metrics (metrics.c) ---- */
 void zc__metrics_init(const zc_app *app);

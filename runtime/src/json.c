@@ -57,11 +57,21 @@ put_string(struct buf *b, const char *s, size_t n)
 		size_t replen = 2;
 
 		switch (c) {
-		case '"': rep = "\\\""; break;
-		case '\\': rep = "\\\\"; break;
-		case '\n': rep = "\\n"; break;
-		case '\r': rep = "\\r"; break;
-		case '\t': rep = "\\t"; break;
+		case '"':
+			rep = "\\\"";
+			break;
+		case '\\':
+			rep = "\\\\";
+			break;
+		case '\n':
+			rep = "\\n";
+			break;
+		case '\r':
+			rep = "\\r";
+			break;
+		case '\t':
+			rep = "\\t";
+			break;
 		default:
 			if (c < 0x20) {
 				esc[0] = '\\';
@@ -77,9 +87,10 @@ put_string(struct buf *b, const char *s, size_t n)
 				   ((unsigned char)s[i + 2] & 0xFE) == 0xA8) {
 				/* U+2028/U+2029 break JavaScript; Go escapes
 				 * them, so do we. */
-				memcpy(esc, (unsigned char)s[i + 2] == 0xA8
-						    ? "\\u2028"
-						    : "\\u2029",
+				memcpy(esc,
+				       (unsigned char)s[i + 2] == 0xA8
+					       ? "\\u2028"
+					       : "\\u2029",
 				       6);
 				rep = esc;
 				replen = 6;
@@ -236,8 +247,7 @@ put_value(struct buf *b, const json_t *v)
 		int first = 1;
 
 		put(b, "{", 1);
-		json_object_foreach((json_t *)v, key, item)
-		{
+		json_object_foreach ((json_t *)v, key, item) {
 			if (!first)
 				put(b, ",", 1);
 			first = 0;
@@ -324,8 +334,8 @@ utf8_ok(const char *s, size_t n)
 	return true;
 }
 
-#define PACK_DEPTH 16
-#define PACK_KEYS 32
+#define PACK_DEPTH  16
+#define PACK_KEYS   32
 #define PACK_STOLEN 16
 
 struct pack {
@@ -394,8 +404,7 @@ pack_object(struct pack *pk, int depth)
 		if (*pk->f != 's' || nkeys == PACK_KEYS)
 			return false;
 		pk->f++;
-		if (!pack_string(pk, &k, &n, &null_ok) || k == NULL ||
-		    null_ok)
+		if (!pack_string(pk, &k, &n, &null_ok) || k == NULL || null_ok)
 			return false;
 		/* a repeated key replaces its value in jansson */
 		for (i = 0; i < nkeys; i++)
@@ -587,8 +596,7 @@ zc_json_string(const json_t *obj, const char *field, const char **out,
 }
 
 int
-zc_json_value(const json_t *obj, const char *field, json_t **out,
-	      zc_res *res)
+zc_json_value(const json_t *obj, const char *field, json_t **out, zc_res *res)
 {
 	json_t *v = field_of(obj, field, res);
 
@@ -599,8 +607,7 @@ zc_json_value(const json_t *obj, const char *field, json_t **out,
 }
 
 int
-zc_json_money(const json_t *obj, const char *field, int64_t *cents,
-	      zc_res *res)
+zc_json_money(const json_t *obj, const char *field, int64_t *cents, zc_res *res)
 {
 	json_t *v = field_of(obj, field, res);
 

@@ -52,7 +52,7 @@ static const char *const level_pad[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
 struct hold {
 	pthread_mutex_t mu;
 	struct hold *prev, *next; /* every thread's buffer, for sweeps */
-	long long since_ns;	  /* when the oldest held line was logged */
+	long long since_ns;       /* when the oldest held line was logged */
 	size_t len;
 	bool on; /* this thread is serving a request */
 	char buf[HOLD_CAP];
@@ -235,8 +235,8 @@ zc__log_flush_all(void)
  * again into it (the default action, or a sanitizer's report).
  */
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
-static struct sigaction fatal_old[sizeof(fatal_signals) /
-				  sizeof(fatal_signals[0])];
+static struct sigaction
+	fatal_old[sizeof(fatal_signals) / sizeof(fatal_signals[0])];
 
 static void
 on_fatal(int sig, siginfo_t *si, void *uctx)
@@ -413,8 +413,9 @@ json_line(zc_level level, const char *time, const zc_req *req,
 	json_object_set_new(o, "msg", safe_string(msg, mn));
 	json_object_set_new(o, "function", json_string(log_name));
 	if (log_revision != NULL)
-		json_object_set_new(o, "revision", safe_string(log_revision,
-							       strlen(log_revision)));
+		json_object_set_new(
+			o, "revision",
+			safe_string(log_revision, strlen(log_revision)));
 	if (req != NULL && req->trace.trace_id[0] != '\0') {
 		json_object_set_new(o, "trace_id",
 				    json_string(req->trace.trace_id));
@@ -428,9 +429,9 @@ json_line(zc_level level, const char *time, const zc_req *req,
 		json_object_set_new(o, "method",
 				    safe_string(acc->req->method,
 						strlen(acc->req->method)));
-		json_object_set_new(o, "path",
-				    safe_string(acc->req->path,
-						strlen(acc->req->path)));
+		json_object_set_new(
+			o, "path",
+			safe_string(acc->req->path, strlen(acc->req->path)));
 		json_object_set_new(o, "status", json_integer(acc->status));
 		json_object_set_new(o, "duration_ms",
 				    json_real((double)acc->ns / 1e6));
@@ -591,8 +592,8 @@ log_access(const zc_req *req, int status, long long ns)
 {
 	struct access acc = {req, status, ns};
 	char msg[2200], *p = msg;
-	unsigned long long us = ns > 0 ? ((unsigned long long)ns + 500) / 1000
-				       : 0;
+	unsigned long long us =
+		ns > 0 ? ((unsigned long long)ns + 500) / 1000 : 0;
 
 	if (ZC_LOG_INFO < log_min)
 		return;

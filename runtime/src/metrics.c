@@ -13,21 +13,20 @@
 #include <string.h>
 #include <unistd.h>
 
-#define ROUTE_SLOTS 64 /* routes tracked separately; the rest share one */
-#define REQ_SLOTS 1024 /* (route, method, status) combinations */
+#define ROUTE_SLOTS 64   /* routes tracked separately; the rest share one */
+#define REQ_SLOTS   1024 /* (route, method, status) combinations */
 
-static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-				0.05,	0.1,   0.25,   0.5,   1,    2.5,
-				5,	10};
+static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+				0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 #define NBUCKETS (sizeof(bounds) / sizeof(bounds[0]))
 
-static const char *const methods[] = {"GET",	"HEAD",	   "POST",
-				      "PUT",	"DELETE",  "PATCH",
-				      "OPTIONS", "other"};
+static const char *const methods[] = {"GET",    "HEAD",  "POST",    "PUT",
+				      "DELETE", "PATCH", "OPTIONS", "other"};
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
 
 struct req_slot {
-	_Atomic unsigned key; /* 0 empty; else route<<16 | method<<10 | status */
+	_Atomic unsigned
+		key; /* 0 empty; else route<<16 | method<<10 | status */
 	atomic_ulong count;
 };
 
@@ -67,7 +66,7 @@ zc__metrics_route_id(const zc_app *app, const struct zc_route *r)
 	size_t k = (size_t)(r - app->routes);
 
 	return R_FIRST + k < ROUTE_SLOTS - 1 ? (int)(R_FIRST + k)
-					      : ROUTE_SLOTS - 1;
+					     : ROUTE_SLOTS - 1;
 }
 
 static unsigned
@@ -82,8 +81,7 @@ method_id(const char *m)
 }
 
 void
-zc__metrics_request(int route_id, const char *method, int status,
-		    long long ns)
+zc__metrics_request(int route_id, const char *method, int status, long long ns)
 {
 	unsigned key, h, i, want = 0;
 	double s = (double)ns / 1e9;
@@ -132,8 +130,8 @@ struct out {
 	size_t len, cap;
 };
 
-static void
-outf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void outf(struct out *o, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 static void
 outf(struct out *o, const char *fmt, ...)
@@ -200,8 +198,9 @@ zc__metrics_render(zc_app *app, zc_res *res)
 	size_t i, b;
 	int r;
 
-	outf(&o, "# HELP zc_http_requests_total HTTP requests served, by route, "
-		 "method and status.\n# TYPE zc_http_requests_total counter\n");
+	outf(&o,
+	     "# HELP zc_http_requests_total HTTP requests served, by route, "
+	     "method and status.\n# TYPE zc_http_requests_total counter\n");
 	for (i = 0; i < REQ_SLOTS; i++) {
 		unsigned key = atomic_load(&req_table[i].key);
 		if (key == 0)
@@ -221,7 +220,8 @@ zc__metrics_render(zc_app *app, zc_res *res)
 			continue;
 		for (b = 0; b < NBUCKETS; b++) {
 			cum += atomic_load(&hists[r].buckets[b]);
-			outf(&o, "zc_http_request_duration_seconds_bucket{route=\"");
+			outf(&o, "zc_http_request_duration_seconds_bucket{"
+				 "route=\"");
 			label(&o, route_names[r]);
 			outf(&o, "\",le=\"%g\"} %lu\n", bounds[b], cum);
 		}
@@ -236,13 +236,15 @@ zc__metrics_render(zc_app *app, zc_res *res)
 		label(&o, route_names[r]);
 		outf(&o, "\"} %lu\n", count);
 	}
-	outf(&o, "# HELP zc_http_requests_in_flight Requests being served.\n"
-		 "# TYPE zc_http_requests_in_flight gauge\n"
-		 "zc_http_requests_in_flight %ld\n",
+	outf(&o,
+	     "# HELP zc_http_requests_in_flight Requests being served.\n"
+	     "# TYPE zc_http_requests_in_flight gauge\n"
+	     "zc_http_requests_in_flight %ld\n",
 	     (long)atomic_load(&app->inflight));
-	outf(&o, "# HELP zc_http_requests_shed_total Requests refused with 503 "
-		 "over ZC_MAX_INFLIGHT.\n# TYPE zc_http_requests_shed_total "
-		 "counter\nzc_http_requests_shed_total %lu\n",
+	outf(&o,
+	     "# HELP zc_http_requests_shed_total Requests refused with 503 "
+	     "over ZC_MAX_INFLIGHT.\n# TYPE zc_http_requests_shed_total "
+	     "counter\nzc_http_requests_shed_total %lu\n",
 	     atomic_load(&shed_total));
 	outf(&o, "# HELP zc_client_calls_total Outbound call attempts, by "
 		 "target and outcome.\n# TYPE zc_client_calls_total counter\n");
@@ -267,25 +269,27 @@ zc__metrics_render(zc_app *app, zc_res *res)
 	{
 		struct zc_async_stats st;
 		zc__async_stats(&st);
-		outf(&o, "# HELP zc_async_queue_depth Calls waiting in the "
-			 "async queue.\n# TYPE zc_async_queue_depth gauge\n"
-			 "zc_async_queue_depth %lu\n"
-			 "# HELP zc_async_rejected_total Async calls refused "
-			 "because the queue was full.\n# TYPE "
-			 "zc_async_rejected_total counter\n"
-			 "zc_async_rejected_total %lu\n"
-			 "# HELP zc_async_undelivered_total Async calls given "
-			 "up on and logged as [UNDELIVERED].\n# TYPE "
-			 "zc_async_undelivered_total counter\n"
-			 "zc_async_undelivered_total %lu\n",
+		outf(&o,
+		     "# HELP zc_async_queue_depth Calls waiting in the "
+		     "async queue.\n# TYPE zc_async_queue_depth gauge\n"
+		     "zc_async_queue_depth %lu\n"
+		     "# HELP zc_async_rejected_total Async calls refused "
+		     "because the queue was full.\n# TYPE "
+		     "zc_async_rejected_total counter\n"
+		     "zc_async_rejected_total %lu\n"
+		     "# HELP zc_async_undelivered_total Async calls given "
+		     "up on and logged as [UNDELIVERED].\n# TYPE "
+		     "zc_async_undelivered_total counter\n"
+		     "zc_async_undelivered_total %lu\n",
 		     st.depth, st.rejected, st.undelivered);
 	}
-	outf(&o, "# HELP zc_process_uptime_seconds Seconds since start.\n"
-		 "# TYPE zc_process_uptime_seconds gauge\n"
-		 "zc_process_uptime_seconds %.3f\n"
-		 "# HELP zc_process_resident_memory_bytes Resident set size.\n"
-		 "# TYPE zc_process_resident_memory_bytes gauge\n"
-		 "zc_process_resident_memory_bytes %ld\n",
+	outf(&o,
+	     "# HELP zc_process_uptime_seconds Seconds since start.\n"
+	     "# TYPE zc_process_uptime_seconds gauge\n"
+	     "zc_process_uptime_seconds %.3f\n"
+	     "# HELP zc_process_resident_memory_bytes Resident set size.\n"
+	     "# TYPE zc_process_resident_memory_bytes gauge\n"
+	     "zc_process_resident_memory_bytes %ld\n",
 	     (double)(zc__now_ns() - start_ns) / 1e9, rss_bytes());
 	if (o.p == NULL) {
 		zc_res_error(res, 503, "out of memory");

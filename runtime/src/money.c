@@ -62,8 +62,8 @@ zc_money_format(int64_t cents, char *buf, size_t size)
 	if (frac == 0)
 		snprintf(buf, size, "%s%llu", cents < 0 ? "-" : "", a / 100);
 	else if (frac % 10 == 0)
-		snprintf(buf, size, "%s%llu.%u", cents < 0 ? "-" : "",
-			 a / 100, frac / 10);
+		snprintf(buf, size, "%s%llu.%u", cents < 0 ? "-" : "", a / 100,
+			 frac / 10);
 	else
 		snprintf(buf, size, "%s%llu.%02u", cents < 0 ? "-" : "",
 			 a / 100, frac);

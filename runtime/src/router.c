@@ -189,7 +189,8 @@ zc__router_free(zc_app *app)
 		struct zc_route *r = &app->routes[k];
 		if (r->nsegs > 0) {
 			/* segs[0] may have been advanced past '{'. */
-			char *base = r->is_param[0] ? r->segs[0] - 1 : r->segs[0];
+			char *base =
+				r->is_param[0] ? r->segs[0] - 1 : r->segs[0];
 			free(base);
 		}
 		free(r->pattern);
@@ -240,8 +241,8 @@ allow_add(char *allow, size_t allowsz, const char *m)
 }
 
 const struct zc_route *
-zc__router_match(const zc_app *app, const char *method, char **segs,
-		 int nsegs, bool *path_known, char *allow, size_t allowsz)
+zc__router_match(const zc_app *app, const char *method, char **segs, int nsegs,
+		 bool *path_known, char *allow, size_t allowsz)
 {
 	const struct zc_route *best = NULL;
 	bool head = strcmp(method, "HEAD") == 0;

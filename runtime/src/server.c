@@ -348,8 +348,8 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 static struct conn_track *
 track_of(struct MHD_Connection *conn)
 {
-	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 
 	return ci != NULL ? ci->socket_context : NULL;
 }
@@ -370,7 +370,8 @@ static void *
 watchdog(void *arg)
 {
 	struct zc_server *srv = arg;
-	long long limit = (long long)srv->app->cfg.idle_timeout_s * 1000000000LL;
+	long long limit =
+		(long long)srv->app->cfg.idle_timeout_s * 1000000000LL;
 	struct timespec tick = {0, 100 * 1000000L};
 	struct conn_track *t;
 	unsigned ticks = 0;
@@ -495,7 +496,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		}
 		if (req->too_large) {
 			req->discarded += n;
-			if (req->discarded > 4 * app->cfg.max_body + (1 << 20)) {
+			if (req->discarded >
+			    4 * app->cfg.max_body + (1 << 20)) {
 				zc_warn("%s %s: body far over the %zu-byte "
 					"limit; closing the connection",
 					req->method, req->path,
@@ -584,16 +586,15 @@ start(zc_app *app, unsigned extra_flags, const struct sockaddr *addr)
 	else
 		flags |= getenv("ZC_POLL") ? MHD_USE_POLL : MHD_USE_EPOLL;
 	if (cfg->threads > 1 && !cfg->thread_per_connection)
-		ops[n++] = (struct MHD_OptionItem){
-			MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, NULL};
+		ops[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
+						   cfg->threads, NULL};
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
 					   cfg->idle_timeout_s, NULL};
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 					   (intptr_t)cfg->max_header, NULL};
 	if (cfg->max_connections > 0)
-		ops[n++] = (struct MHD_OptionItem){
-			MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
-			NULL};
+		ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
+						   cfg->max_connections, NULL};
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE,
 					   1, NULL};
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK,
@@ -604,12 +605,12 @@ start(zc_app *app, unsigned extra_flags, const struct sockaddr *addr)
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
 	/* The logger goes first so MHD reports option errors through it. */
-	return MHD_start_daemon(
-		flags, (uint16_t)cfg->port, NULL, NULL, on_request, app,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
-		MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
-		MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
+	return MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL,
+				on_request, app, MHD_OPTION_EXTERNAL_LOGGER,
+				mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED,
+				on_completed, app, MHD_OPTION_NOTIFY_CONNECTION,
+				on_connection, NULL, MHD_OPTION_ARRAY, ops,
+				MHD_OPTION_END);
 }
 
 struct zc_server *
@@ -629,8 +630,8 @@ zc__server_start(zc_app *app, char *err, size_t errsize)
 
 		memset(&a4, 0, sizeof(a4));
 		memset(&a6, 0, sizeof(a6));
-		if (inet_pton(AF_INET, app->cfg.listen_address,
-			      &a4.sin_addr) == 1) {
+		if (inet_pton(AF_INET, app->cfg.listen_address, &a4.sin_addr) ==
+		    1) {
 			a4.sin_family = AF_INET;
 			a4.sin_port = htons((uint16_t)app->cfg.port);
 			srv->daemon =
@@ -642,10 +643,11 @@ zc__server_start(zc_app *app, char *err, size_t errsize)
 			srv->daemon = start(app, MHD_USE_IPv6,
 					    (const struct sockaddr *)&a6);
 		} else {
-			snprintf(err, errsize,
-				 "invalid ZC_LISTEN_ADDRESS=\"%.64s\": expected "
-				 "an IPv4 or IPv6 address",
-				 app->cfg.listen_address);
+			snprintf(
+				err, errsize,
+				"invalid ZC_LISTEN_ADDRESS=\"%.64s\": expected "
+				"an IPv4 or IPv6 address",
+				app->cfg.listen_address);
 			free(srv);
 			return NULL;
 		}

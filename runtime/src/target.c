@@ -54,7 +54,8 @@ env_override(const char *name, const char *suffix, long min, long max,
 	long v;
 
 	for (i = 0; name[i] != '\0' && i < 63; i++)
-		var[i] = name[i] == '-' ? '_' : (char)toupper((unsigned char)name[i]);
+		var[i] = name[i] == '-' ? '_'
+					: (char)toupper((unsigned char)name[i]);
 	snprintf(var + i, sizeof(var) - i, "_%s", suffix);
 	s = getenv(var);
 	if (s == NULL || *s == '\0')
@@ -93,8 +94,8 @@ apply_env(const char *name, zc_policy *p)
 static struct zc_target *
 find(const char *name)
 {
-	struct zc_target *t = atomic_load_explicit(&targets,
-						   memory_order_acquire);
+	struct zc_target *t =
+		atomic_load_explicit(&targets, memory_order_acquire);
 
 	for (; t != NULL; t = t->next)
 		if (strcmp(t->name, name) == 0)
@@ -212,12 +213,11 @@ const char *
 zc__outcome_name(int outcome)
 {
 	static const char *const names[ZC_OUTCOMES] = {
-		"ok",	     "nomem",	     "invalid",       "dns",
-		"refused",   "timeout",	     "transport",     "http_error",
-		"bad_reply", "too_large",    "breaker_open",  "bulkhead_full",
+		"ok",         "nomem",     "invalid",      "dns",
+		"refused",    "timeout",   "transport",    "http_error",
+		"bad_reply",  "too_large", "breaker_open", "bulkhead_full",
 		"queue_full", "deadline",
 	};
 
-	return outcome >= 0 && outcome < ZC_OUTCOMES ? names[outcome]
-						     : "other";
+	return outcome >= 0 && outcome < ZC_OUTCOMES ? names[outcome] : "other";
 }

@@ -51,9 +51,9 @@
 #include "testutil.h"
 
 #define FH_MAX_CONNS 64
-#define FH_MAX_RECS 64
-#define FH_REC_SIZE 8192
-#define FH_BUF_SIZE 65536
+#define FH_MAX_RECS  64
+#define FH_REC_SIZE  8192
+#define FH_BUF_SIZE  65536
 
 struct fake_http;
 
@@ -61,9 +61,9 @@ struct fake_http;
 struct fh_conn {
 	struct fake_http *f;
 	int slot, fd;
-	size_t len;		   /* bytes in buf */
+	size_t len;                /* bytes in buf */
 	size_t head_len, body_len; /* of the current request */
-	char buf[FH_BUF_SIZE];	   /* NUL after the received bytes */
+	char buf[FH_BUF_SIZE];     /* NUL after the received bytes */
 };
 
 /*
@@ -73,10 +73,10 @@ struct fh_conn {
 typedef int (*fh_answer_fn)(struct fake_http *f, struct fh_conn *c);
 
 struct fh_rec {
-	long long t_ns;		/* now_ns() when recorded */
-	size_t head_len;	/* the body starts at req + head_len */
-	char key[128];		/* Idempotency-Key, or "" */
-	char req[FH_REC_SIZE];	/* head and body, NUL-terminated */
+	long long t_ns;        /* now_ns() when recorded */
+	size_t head_len;       /* the body starts at req + head_len */
+	char key[128];         /* Idempotency-Key, or "" */
+	char req[FH_REC_SIZE]; /* head and body, NUL-terminated */
 };
 
 /* About 530 KB, nearly all records: static, or on a test's stack. */
@@ -90,7 +90,7 @@ struct fake_http {
 	int nconns;
 	fh_answer_fn answer;
 	const char *first_reply, *reply; /* fh_start_canned's */
-	atomic_int accepts;  /* connections accepted */
+	atomic_int accepts;              /* connections accepted */
 	atomic_int arrived;  /* requests read whole, answered or not */
 	atomic_int requests; /* requests recorded (fh_record) */
 	atomic_int delay_ms; /* fh_delay's wait */
@@ -471,9 +471,8 @@ fh_run(struct fake_http *f)
 {
 	pthread_mutex_init(&f->mu, NULL);
 	f->lfd = listen_loopback(&f->port);
-	ck_assert_int_eq(pthread_create(&f->accept_thr, NULL, fh_accept_main,
-					f),
-			 0);
+	ck_assert_int_eq(
+		pthread_create(&f->accept_thr, NULL, fh_accept_main, f), 0);
 }
 
 /* A fresh fake whose requests answer() answers. */
@@ -488,8 +487,7 @@ fh_start(struct fake_http *f, fh_answer_fn answer)
 /* A fresh fake with canned replies (fh_answer_canned); first_reply may be
  * NULL (reply for all), reply too (hold every connection). */
 static inline void
-fh_start_canned(struct fake_http *f, const char *first_reply,
-		const char *reply)
+fh_start_canned(struct fake_http *f, const char *first_reply, const char *reply)
 {
 	memset(f, 0, sizeof(*f));
 	f->answer = fh_answer_canned;

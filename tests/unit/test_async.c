@@ -111,9 +111,8 @@ new_call(int seq, const char *key, size_t pad)
 	ck_assert_ptr_nonnull(p);
 	memset(p, 'p', pad);
 	p[pad] = '\0';
-	ck_assert_int_eq(zc_call_jsonf(call, "{s:i, s:s}", "seq", seq, "pad",
-				       p),
-			 ZC_OK);
+	ck_assert_int_eq(
+		zc_call_jsonf(call, "{s:i, s:s}", "seq", seq, "pad", p), ZC_OK);
 	free(p);
 	if (key != NULL)
 		ck_assert_int_eq(zc_call_header(call, "Idempotency-Key", key),
@@ -183,7 +182,8 @@ records(const char *log)
 			      "record is not complete JSON (%s at %d of a "
 			      "%d-byte line): %.80s...",
 			      e.text, e.position,
-			      (int)(eol != NULL ? eol - p : (long)strlen(p)), p);
+			      (int)(eol != NULL ? eol - p : (long)strlen(p)),
+			      p);
 		json_array_append_new(all, v);
 	}
 	return all;
@@ -196,8 +196,7 @@ record_for(json_t *all, int seq, json_t **body_out)
 	size_t i;
 	json_t *r;
 
-	json_array_foreach(all, i, r)
-	{
+	json_array_foreach (all, i, r) {
 		json_t *b = json_loads(
 			json_string_value(json_object_get(r, "body")), 0, NULL);
 		if (b != NULL &&
@@ -217,8 +216,7 @@ has_header(json_t *rec, const char *line)
 	size_t i;
 	json_t *h;
 
-	json_array_foreach(json_object_get(rec, "headers"), i, h)
-	{
+	json_array_foreach (json_object_get(rec, "headers"), i, h) {
 		if (strcasecmp(json_string_value(h), line) == 0)
 			return true;
 	}
@@ -382,8 +380,9 @@ START_TEST(test_undelivered_records_complete)
 			"POST");
 		ck_assert_str_eq(json_string_value(json_object_get(rec, "url")),
 				 url);
-		ck_assert_str_eq(json_string_value(json_object_get(body, "pad")),
-				 "pppppppppp");
+		ck_assert_str_eq(
+			json_string_value(json_object_get(body, "pad")),
+			"pppppppppp");
 		snprintf(line, sizeof(line), "Idempotency-Key: idem-%d", seq);
 		ck_assert_msg(has_header(rec, line) == (seq % 2 == 0),
 			      "#%d headers", seq);
@@ -416,10 +415,10 @@ START_TEST(test_undelivered_many_none_lost)
 	log = drain_logged(NULL);
 	all = records(log);
 	ck_assert_int_eq(json_array_size(all), 500);
-	json_array_foreach(all, i, rec)
-	{
-		body = json_loads(json_string_value(json_object_get(rec, "body")),
-				  0, NULL);
+	json_array_foreach (all, i, rec) {
+		body = json_loads(
+			json_string_value(json_object_get(rec, "body")), 0,
+			NULL);
 		ck_assert_ptr_nonnull(body);
 		seq = (int)json_integer_value(json_object_get(body, "seq"));
 		ck_assert(seq >= 0 && seq < 500 && !seen[seq]);
@@ -449,8 +448,8 @@ START_TEST(test_undelivered_large_record_complete)
 	ck_assert_int_eq(json_array_size(all), 1);
 	rec = record_for(all, 7, &body);
 	ck_assert_ptr_nonnull(rec);
-	ck_assert_uint_eq(strlen(json_string_value(json_object_get(body, "pad"))),
-			  6000);
+	ck_assert_uint_eq(
+		strlen(json_string_value(json_object_get(body, "pad"))), 6000);
 	json_decref(body);
 	json_decref(all);
 	free(log);

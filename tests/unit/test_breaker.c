@@ -105,16 +105,14 @@ START_TEST(test_open_fails_fast_with_retry_after)
 	long ra = 0;
 
 	fail_n(3);
-	ck_assert_int_eq(zc__breaker_allow(&b, &gen, &ra),
-			 ZC_ERR_BREAKER_OPEN);
+	ck_assert_int_eq(zc__breaker_allow(&b, &gen, &ra), ZC_ERR_BREAKER_OPEN);
 	ck_assert_msg(ra > 0 && ra <= OPEN_MS + 1, "retry_after %ld", ra);
 	/* NULL retry_after is allowed */
 	ck_assert_int_eq(zc__breaker_allow(&b, &gen, NULL),
 			 ZC_ERR_BREAKER_OPEN);
 	/* the wait shrinks as the open period runs out */
 	sleep_ms(30);
-	ck_assert_int_eq(zc__breaker_allow(&b, &gen, &ra),
-			 ZC_ERR_BREAKER_OPEN);
+	ck_assert_int_eq(zc__breaker_allow(&b, &gen, &ra), ZC_ERR_BREAKER_OPEN);
 	ck_assert_msg(ra > 0 && ra <= OPEN_MS - 25, "retry_after %ld", ra);
 }
 END_TEST
@@ -129,15 +127,13 @@ START_TEST(test_half_open_admits_exactly_probes)
 	ck_assert_int_eq(zc__breaker_allow(&b, &g2, &ra), ZC_OK);
 	ck_assert_int_eq(g1, g2);
 	/* gobreaker's ErrTooManyRequests */
-	ck_assert_int_eq(zc__breaker_allow(&b, &g3, &ra),
-			 ZC_ERR_BREAKER_OPEN);
+	ck_assert_int_eq(zc__breaker_allow(&b, &g3, &ra), ZC_ERR_BREAKER_OPEN);
 	ck_assert_int_gt(ra, 0);
 	ck_assert_int_eq(zc__breaker_state(&b), ZC_BREAKER_HALF_OPEN);
 	/* one probe succeeded: not yet closed, and still no more room */
 	zc__breaker_done(&b, g1, true);
 	ck_assert_int_eq(zc__breaker_state(&b), ZC_BREAKER_HALF_OPEN);
-	ck_assert_int_eq(zc__breaker_allow(&b, &g3, &ra),
-			 ZC_ERR_BREAKER_OPEN);
+	ck_assert_int_eq(zc__breaker_allow(&b, &g3, &ra), ZC_ERR_BREAKER_OPEN);
 	zc__breaker_done(&b, g2, true);
 	ck_assert_int_eq(zc__breaker_state(&b), ZC_BREAKER_CLOSED);
 	ck_assert_int_eq(zc__breaker_allow(&b, &g3, &ra), ZC_OK);
@@ -156,8 +152,7 @@ START_TEST(test_half_open_failure_reopens)
 	zc__breaker_done(&b, g1, true);
 	zc__breaker_done(&b, g2, false);
 	ck_assert_int_eq(zc__breaker_state(&b), ZC_BREAKER_OPEN);
-	ck_assert_int_eq(zc__breaker_allow(&b, &g1, &ra),
-			 ZC_ERR_BREAKER_OPEN);
+	ck_assert_int_eq(zc__breaker_allow(&b, &g1, &ra), ZC_ERR_BREAKER_OPEN);
 	ck_assert_msg(ra > OPEN_MS / 2 && ra <= OPEN_MS + 1,
 		      "re-opened for a full period: retry_after %ld", ra);
 	/* a single failure is enough, even with failures_to_open 3 */
@@ -259,8 +254,7 @@ START_TEST(test_zero_probes_means_one)
 	ck_assert_int_eq(zc__breaker_state(&b), ZC_BREAKER_OPEN);
 	sleep_ms(OPEN_MS + 15);
 	ck_assert_int_eq(zc__breaker_allow(&b, &g1, &ra), ZC_OK);
-	ck_assert_int_eq(zc__breaker_allow(&b, &g2, &ra),
-			 ZC_ERR_BREAKER_OPEN);
+	ck_assert_int_eq(zc__breaker_allow(&b, &g2, &ra), ZC_ERR_BREAKER_OPEN);
 	zc__breaker_done(&b, g1, true);
 	ck_assert_int_eq(zc__breaker_state(&b), ZC_BREAKER_CLOSED);
 }
@@ -268,7 +262,7 @@ END_TEST
 
 /* Many threads at once: the state stays consistent (and TSan-clean). */
 #define THREADS 8
-#define ROUNDS 2000
+#define ROUNDS  2000
 
 static void *
 hammer(void *arg)
@@ -279,7 +273,8 @@ hammer(void *arg)
 
 	for (i = 0; i < ROUNDS; i++) {
 		if (zc__breaker_allow(&b, &gen, &ra) == ZC_OK)
-			zc__breaker_done(&b, gen, ((i + (int)(long)arg) % 3) != 0);
+			zc__breaker_done(&b, gen,
+					 ((i + (int)(long)arg) % 3) != 0);
 	}
 	return NULL;
 }
@@ -291,7 +286,8 @@ START_TEST(test_concurrent_use)
 
 	for (i = 0; i < THREADS; i++)
 		ck_assert_int_eq(
-			pthread_create(&t[i], NULL, hammer, (void *)(long)i), 0);
+			pthread_create(&t[i], NULL, hammer, (void *)(long)i),
+			0);
 	for (i = 0; i < THREADS; i++)
 		pthread_join(t[i], NULL);
 	s = zc__breaker_state(&b);

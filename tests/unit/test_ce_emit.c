@@ -50,8 +50,9 @@ serve_one(int fd)
 		if ((end = strstr(buf, "\r\n\r\n")) != NULL) {
 			hl = (size_t)(end - buf) + 4;
 			cl = strcasestr(buf, "\r\ncontent-length:");
-			want = cl != NULL && cl < end ? strtoul(cl + 17, NULL, 10)
-						      : 0;
+			want = cl != NULL && cl < end
+				       ? strtoul(cl + 17, NULL, 10)
+				       : 0;
 			if (len >= hl + want)
 				break;
 		}
@@ -74,7 +75,8 @@ serve_one(int fd)
 	snprintf(reply, sizeof(reply),
 		 "HTTP/1.1 %d X\r\nContent-Length: 0\r\nConnection: close\r\n"
 		 "%s\r\n",
-		 status, status == 302 ? "Location: http://127.0.0.1:1/\r\n" : "");
+		 status,
+		 status == 302 ? "Location: http://127.0.0.1:1/\r\n" : "");
 	if (send(fd, reply, strlen(reply), MSG_NOSIGNAL) < 0)
 		return;
 }
@@ -225,12 +227,11 @@ h_send(zc_req *req, zc_res *res, void *arg)
 	if (mode == NULL || strcmp(mode, "nodata") != 0) {
 		ck_assert_int_eq(zc_event_set(ev, "subject", "ACC 001 ü"),
 				 ZC_OK);
-		ck_assert_int_eq(zc_event_set_json(ev, json_pack("{s:s, s:f}",
-								  "account",
-								  "ACC 001 ü",
-								  "amount",
-								  100.5)),
-				 ZC_OK);
+		ck_assert_int_eq(
+			zc_event_set_json(ev, json_pack("{s:s, s:f}", "account",
+							"ACC 001 ü", "amount",
+							100.5)),
+			ZC_OK);
 	}
 	if (mode != NULL && strcmp(mode, "own") == 0) {
 		zc_event_set(ev, "id", "my-id");
@@ -302,8 +303,9 @@ is_uuid4(const char *s)
 	if (strlen(s) != 36 || s[14] != '4' || strchr("89ab", s[19]) == NULL)
 		return false;
 	for (i = 0; i < 36; i++)
-		if (i == 8 || i == 13 || i == 18 || i == 23 ? s[i] != '-'
-		    : strchr("0123456789abcdef", s[i]) == NULL)
+		if (i == 8 || i == 13 || i == 18 || i == 23
+			    ? s[i] != '-'
+			    : strchr("0123456789abcdef", s[i]) == NULL)
 			return false;
 	return true;
 }
@@ -398,7 +400,8 @@ START_TEST(ce_overrides_applied_as_extensions)
 	       1);
 	send_with("", NULL);
 	ck_assert_int_eq(send_err, ZC_OK);
-	ck_assert(rx_has_line(0, "ce-extra: this%20is%20an%20extra%20attribute"));
+	ck_assert(
+		rx_has_line(0, "ce-extra: this%20is%20an%20extra%20attribute"));
 	ck_assert(rx_has_line(0, "ce-additional: 42"));
 	ck_assert(rx_has_line(0, "ce-flag: true"));
 	ck_assert(rx_has_line(0, "ce-type: com.example.sent"));

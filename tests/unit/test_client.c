@@ -22,10 +22,10 @@ enum scenario {
 	SC_REDIRECT, /* 302 to elsewhere: must not be followed */
 	SC_ECHO,     /* 200 {"head":"<request head>","body":"<request body>"} */
 	SC_SLOW,     /* waits SLOW_MS before answering */
-	SC_CLOSE_MID,   /* headers promise 100 bytes, 11 arrive, then FIN */
-	SC_CLOSE_EMPTY, /* FIN without a byte of reply */
-	SC_RESET,       /* RST instead of a reply */
-	SC_SIZED,       /* 200 with a body of exactly reply_size bytes */
+	SC_CLOSE_MID,    /* headers promise 100 bytes, 11 arrive, then FIN */
+	SC_CLOSE_EMPTY,  /* FIN without a byte of reply */
+	SC_RESET,        /* RST instead of a reply */
+	SC_SIZED,        /* 200 with a body of exactly reply_size bytes */
 	SC_SIZED_CHUNKED /* the same, chunked: no Content-Length to check */
 };
 
@@ -320,9 +320,9 @@ START_TEST(test_post_json_and_headers)
 	body = json_string_value(json_object_get(echo, "body"));
 	ck_assert_ptr_nonnull(head);
 	ck_assert_ptr_nonnull(body);
-	ck_assert_msg(strncmp(head, "POST /transactions?x=1 HTTP/1.1\r\n",
-			      33) == 0,
-		      "head: %s", head);
+	ck_assert_msg(
+		strncmp(head, "POST /transactions?x=1 HTTP/1.1\r\n", 33) == 0,
+		"head: %s", head);
 	ck_assert_ptr_nonnull(
 		strcasestr(head, "\r\nContent-Type: application/json\r\n"));
 	ck_assert_ptr_nonnull(
@@ -386,10 +386,10 @@ START_TEST(test_no_option_leaks_between_calls)
 	setenv("FAKE_DOWN_RETRIES", "0", 1);
 	base = atomic_load(&fake.requests);
 	for (i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
-		zc_call *call = zc_call_new(NULL, "fake-down", seq[i].method,
-					    "/s");
-		json_t *body = seq[i].body ? json_loads(seq[i].body, 0, NULL)
-					   : NULL;
+		zc_call *call =
+			zc_call_new(NULL, "fake-down", seq[i].method, "/s");
+		json_t *body =
+			seq[i].body ? json_loads(seq[i].body, 0, NULL) : NULL;
 
 		ck_assert_ptr_nonnull(call);
 		if (body != NULL)
@@ -399,14 +399,15 @@ START_TEST(test_no_option_leaks_between_calls)
 			      i, seq[i].method);
 		ck_assert_int_eq(zc_call_status(call), 200);
 		fh_rec_copy(&fake, base + (int)i, head, sizeof(head));
-		ck_assert_msg(strncmp(head, seq[i].line,
-				      strlen(seq[i].line)) == 0,
+		ck_assert_msg(strncmp(head, seq[i].line, strlen(seq[i].line)) ==
+				      0,
 			      "call %zu: %s", i, head);
 		fh_header(head, "Content-Length", cl, sizeof(cl));
 		if (!seq[i].has_length)
-			ck_assert_msg(cl[0] == '\0', "call %zu (%s) sent "
-				      "Content-Length %s", i, seq[i].method,
-				      cl);
+			ck_assert_msg(cl[0] == '\0',
+				      "call %zu (%s) sent "
+				      "Content-Length %s",
+				      i, seq[i].method, cl);
 		else if (seq[i].body != NULL)
 			ck_assert_int_eq(atoi(cl), (int)strlen(seq[i].body));
 		else
@@ -663,13 +664,13 @@ START_TEST(test_perform_twice)
 	atomic_store(&ctl.scenario, SC_OK);
 	ck_assert_int_eq(zc_call_perform(call), ZC_OK);
 	ck_assert_int_eq(zc_call_status(call), 200);
-	ck_assert(json_is_true(
-		json_object_get(zc_call_reply_json(call), "ok")));
+	ck_assert(
+		json_is_true(json_object_get(zc_call_reply_json(call), "ok")));
 	zc_call_free(call);
 }
 END_TEST
 
-#define WORKERS 4
+#define WORKERS          4
 #define CALLS_PER_WORKER 5
 
 static void *

@@ -25,11 +25,11 @@ static struct seen {
 static int calls;
 
 enum behaviour {
-	B_ACCEPT,      /* sets nothing: 202 */
-	B_REPLY,       /* replies with a com.example.reply event */
-	B_FAIL_503,    /* answers 503 for events whose subject is "fail" */
-	B_RETURN_ERR,  /* returns -1 */
-	B_STATUS_200,  /* sets 200 with a JSON body */
+	B_ACCEPT,     /* sets nothing: 202 */
+	B_REPLY,      /* replies with a com.example.reply event */
+	B_FAIL_503,   /* answers 503 for events whose subject is "fail" */
+	B_RETURN_ERR, /* returns -1 */
+	B_STATUS_200, /* sets 200 with a JSON body */
 };
 
 struct route_arg {
@@ -102,13 +102,13 @@ on_event(zc_req *req, const zc_event *ev, zc_res *res, void *arg)
 	case B_REPLY:
 		reply = zc_event_new("com.example.reply");
 		ck_assert_ptr_nonnull(reply);
-		ck_assert_int_eq(zc_event_set(reply, "subject",
-					      "Euro € \"q\" 100%"),
-				 ZC_OK);
-		ck_assert_int_eq(zc_event_set_json(reply,
-						   json_pack("{s:s}", "got",
-							     zc_event_id(ev))),
-				 ZC_OK);
+		ck_assert_int_eq(
+			zc_event_set(reply, "subject", "Euro € \"q\" 100%"),
+			ZC_OK);
+		ck_assert_int_eq(
+			zc_event_set_json(reply, json_pack("{s:s}", "got",
+							   zc_event_id(ev))),
+			ZC_OK);
 		ck_assert_int_eq(zc_res_event(res, reply), ZC_OK);
 		zc_event_free(reply);
 		return 0;
@@ -154,8 +154,7 @@ setup_app(zc_app *app)
 			   &reply_route) ||
 	    zc_event_route(app, "/", "com.example.fails", on_event,
 			   &fail_route) ||
-	    zc_event_route(app, "/", "com.example.err", on_event,
-			   &err_route) ||
+	    zc_event_route(app, "/", "com.example.err", on_event, &err_route) ||
 	    zc_event_route(app, "/", "com.example.status", on_event,
 			   &status_route) ||
 	    zc_event_route_replying(app, "/replying", NULL, on_event,
@@ -191,8 +190,8 @@ teardown(void)
 }
 
 /* ---- request helpers ---- */
-#define BIN_HEADERS(...)                                                     \
-	((const char *const[]){"ce-specversion: 1.0", "ce-id: A-1",          \
+#define BIN_HEADERS(...)                                                       \
+	((const char *const[]){"ce-specversion: 1.0", "ce-id: A-1",            \
 			       "ce-source: /unit/test", __VA_ARGS__, NULL})
 
 static zc_res *
@@ -242,8 +241,8 @@ expect_error(zc_res *res, int status, const char *attr)
 	const char *a;
 
 	ck_assert_msg(zc_res_get_status(res) == status,
-		      "expected %d, got %d: %s", status,
-		      zc_res_get_status(res), zc_res_get_body(res, NULL));
+		      "expected %d, got %d: %s", status, zc_res_get_status(res),
+		      zc_res_get_body(res, NULL));
 	ck_assert_str_eq(zc_res_get_header(res, "Content-Type"),
 			 "application/json");
 	j = body_json(res);
@@ -290,17 +289,19 @@ START_TEST(binary_attributes_and_json_data)
 	ck_assert_str_eq(seen_attr(0, "subject"), "ACC-1");
 	ck_assert_str_eq(seen_attr(0, "time"), "2026-11-27T20:22:43.5Z");
 	ck_assert_str_eq(seen_attr(0, "datacontenttype"), "application/json");
-	ck_assert_str_eq(seen[0].data, "{\"account\":\"ACC-1\",\"amount\":100.50}");
+	ck_assert_str_eq(seen[0].data,
+			 "{\"account\":\"ACC-1\",\"amount\":100.50}");
 	ck_assert_uint_eq(seen[0].len, strlen(seen[0].data));
-	ck_assert_str_eq(seen[0].json, "{\"account\":\"ACC-1\",\"amount\":100.5}");
+	ck_assert_str_eq(seen[0].json,
+			 "{\"account\":\"ACC-1\",\"amount\":100.5}");
 }
 END_TEST
 
 START_TEST(binary_header_names_case_insensitive)
 {
 	static const char *const h[] = {"CE-SpecVersion: 1.0", "Ce-Id: 7",
-					"CE-SOURCE: s", "ce-Type: t.u",
-					"Ce-MyExt: v", NULL};
+					"CE-SOURCE: s",        "ce-Type: t.u",
+					"Ce-MyExt: v",         NULL};
 
 	expect_accepted(post("/", h, NULL));
 	ck_assert_int_eq(calls, 1);
@@ -316,22 +317,24 @@ END_TEST
 
 START_TEST(binary_extensions_and_percent_decoding)
 {
-	zc_res *res = post(
-		"/",
-		BIN_HEADERS("ce-type: com.example.any",
-			    "ce-traceparent: "
-			    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-			    "ce-euro: Euro%20%E2%82%AC%20%F0%9F%98%80",
-			    "ce-lower: %e2%82%ac%2a",
-			    "ce-needless: %41%42C", "ce-onepass: %2541",
-			    "ce-quoted: \"a\\\"b%20c\"", "ce-plus: a+b",
-			    "Content-Type: text/plain; charset=utf-8"),
-		"hello");
+	zc_res *res =
+		post("/",
+		     BIN_HEADERS("ce-type: com.example.any",
+				 "ce-traceparent: "
+				 "00-4bf92f3577b34da6a3ce929d0e0e4736-"
+				 "00f067aa0ba902b7-01",
+				 "ce-euro: Euro%20%E2%82%AC%20%F0%9F%98%80",
+				 "ce-lower: %e2%82%ac%2a",
+				 "ce-needless: %41%42C", "ce-onepass: %2541",
+				 "ce-quoted: \"a\\\"b%20c\"", "ce-plus: a+b",
+				 "Content-Type: text/plain; charset=utf-8"),
+		     "hello");
 
 	expect_accepted(res);
 	ck_assert_int_eq(calls, 1);
-	ck_assert_str_eq(seen_attr(0, "traceparent"),
-			 "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+	ck_assert_str_eq(
+		seen_attr(0, "traceparent"),
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
 	ck_assert_str_eq(seen_attr(0, "euro"), "Euro € 😀");
 	ck_assert_str_eq(seen_attr(0, "lower"), "€*");
 	ck_assert_str_eq(seen_attr(0, "needless"), "ABC");
@@ -347,10 +350,11 @@ END_TEST
 
 START_TEST(binary_structured_suffix_json_is_parsed)
 {
-	expect_accepted(post("/",
-			     BIN_HEADERS("ce-type: x",
-					 "Content-Type: application/vnd.x+json"),
-			     "[1,2]"));
+	expect_accepted(
+		post("/",
+		     BIN_HEADERS("ce-type: x",
+				 "Content-Type: application/vnd.x+json"),
+		     "[1,2]"));
 	ck_assert_str_eq(seen[0].json, "[1,2]");
 }
 END_TEST
@@ -361,8 +365,8 @@ START_TEST(binary_missing_required_attributes)
 					    "ce-source: s", "ce-type: t", NULL};
 	static const char *const no_source[] = {"ce-specversion: 1.0",
 						"ce-id: 1", "ce-type: t", NULL};
-	static const char *const no_type[] = {"ce-specversion: 1.0",
-					      "ce-id: 1", "ce-source: s", NULL};
+	static const char *const no_type[] = {"ce-specversion: 1.0", "ce-id: 1",
+					      "ce-source: s", NULL};
 	static const char *const no_sv[] = {"ce-id: 1", "ce-source: s",
 					    "ce-type: t", NULL};
 	static const char *const sv03[] = {"ce-specversion: 0.3", "ce-id: 1",
@@ -390,9 +394,9 @@ START_TEST(binary_invalid_values)
 	/* overlong encoding of a space: invalid UTF-8, must be rejected */
 	expect_error(post("/", BIN_HEADERS("ce-type: t", "ce-x: %C0%A0"), NULL),
 		     400, "x");
-	expect_error(post("/", BIN_HEADERS("ce-type: t", "ce-x: %ED%A0%80"),
-			  NULL),
-		     400, "x"); /* a surrogate */
+	expect_error(
+		post("/", BIN_HEADERS("ce-type: t", "ce-x: %ED%A0%80"), NULL),
+		400, "x"); /* a surrogate */
 	expect_error(post("/", BIN_HEADERS("ce-type: t", "ce-x: %E2%82"), NULL),
 		     400, "x"); /* truncated sequence */
 	expect_error(post("/", BIN_HEADERS("ce-type: t", "ce-x: %0A"), NULL),
@@ -420,12 +424,12 @@ START_TEST(binary_invalid_values)
 		     400, "data");
 	expect_error(post("/", BIN_HEADERS("ce-type: t", "ce-Type: u"), NULL),
 		     400, "type"); /* given twice */
-	expect_error(post("/",
-			  BIN_HEADERS("ce-type: t",
-				      "ce-datacontenttype: text/plain",
-				      "Content-Type: text/plain"),
-			  "x"),
-		     400, "datacontenttype");
+	expect_error(
+		post("/",
+		     BIN_HEADERS("ce-type: t", "ce-datacontenttype: text/plain",
+				 "Content-Type: text/plain"),
+		     "x"),
+		400, "datacontenttype");
 	expect_error(post("/",
 			  BIN_HEADERS("ce-type: t",
 				      "Content-Type: application/json"),
@@ -443,10 +447,11 @@ END_TEST
 START_TEST(binary_ce_datacontenttype_alone)
 {
 	/* without a Content-Type, ce-datacontenttype is accepted */
-	expect_accepted(post("/",
-			     BIN_HEADERS("ce-type: t",
-					 "ce-datacontenttype: application/json"),
-			     "{\"k\":true}"));
+	expect_accepted(
+		post("/",
+		     BIN_HEADERS("ce-type: t",
+				 "ce-datacontenttype: application/json"),
+		     "{\"k\":true}"));
 	ck_assert_str_eq(seen_attr(0, "datacontenttype"), "application/json");
 	ck_assert_str_eq(seen[0].json, "{\"k\":true}");
 }
@@ -496,9 +501,10 @@ START_TEST(structured_data_base64)
 {
 	/* "AAEC/w==" is 00 01 02 ff */
 	expect_accepted(structured(
-		"/", "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"s\","
-		     "\"type\":\"t\",\"datacontenttype\":"
-		     "\"application/octet-stream\",\"data_base64\":\"AAEC/w==\"}"));
+		"/",
+		"{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"s\","
+		"\"type\":\"t\",\"datacontenttype\":"
+		"\"application/octet-stream\",\"data_base64\":\"AAEC/w==\"}"));
 	ck_assert_uint_eq(seen[0].len, 4);
 	ck_assert(memcmp(seen[0].data, "\x00\x01\x02\xff", 4) == 0);
 	ck_assert_str_eq(seen[0].json, "");
@@ -527,8 +533,9 @@ START_TEST(structured_content_type_forms)
 		"Content-Type: application/cloudevents", NULL};
 	static const char *const batch_xml[] = {
 		"Content-Type: application/cloudevents-batch+protobuf", NULL};
-	const char *ev = "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"s\","
-			 "\"type\":\"t\"}";
+	const char *ev =
+		"{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"s\","
+		"\"type\":\"t\"}";
 
 	expect_accepted(post("/", upper, ev));
 	/* a format other than JSON for the mode: 415 */
@@ -541,7 +548,8 @@ END_TEST
 
 START_TEST(structured_invalid_events)
 {
-	const char *base = "\"specversion\":\"1.0\",\"source\":\"s\",\"type\":\"t\"";
+	const char *base =
+		"\"specversion\":\"1.0\",\"source\":\"s\",\"type\":\"t\"";
 	char b[512];
 
 	expect_error(structured("/", ""), 400, NULL);
@@ -575,10 +583,11 @@ START_TEST(structured_invalid_events)
 	expect_error(structured("/", b), 400, "Ext");
 	snprintf(b, sizeof(b), "{%s,\"id\":\"1\",\"ext\":\"a\\nb\"}", base);
 	expect_error(structured("/", b), 400, "ext");
-	snprintf(b, sizeof(b), "{%s,\"id\":\"1\",\"data\":1,\"data_base64\":\"AA==\"}",
-		 base);
+	snprintf(b, sizeof(b),
+		 "{%s,\"id\":\"1\",\"data\":1,\"data_base64\":\"AA==\"}", base);
 	expect_error(structured("/", b), 400, "data_base64");
-	snprintf(b, sizeof(b), "{%s,\"id\":\"1\",\"data_base64\":\"A$==\"}", base);
+	snprintf(b, sizeof(b), "{%s,\"id\":\"1\",\"data_base64\":\"A$==\"}",
+		 base);
 	expect_error(structured("/", b), 400, "data_base64");
 	snprintf(b, sizeof(b), "{%s,\"id\":\"1\",\"data_base64\":\"A\"}", base);
 	expect_error(structured("/", b), 400, "data_base64");
@@ -662,17 +671,17 @@ START_TEST(batch_failure_reports_per_event_results)
 			 "event 1 of the batch failed with HTTP 503");
 	r = json_object_get(j, "results");
 	ck_assert_uint_eq(json_array_size(r), 4);
-	ck_assert_str_eq(json_string_value(json_object_get(
-				 json_array_get(r, 0), "id")),
-			 "f1");
+	ck_assert_str_eq(
+		json_string_value(json_object_get(json_array_get(r, 0), "id")),
+		"f1");
 	ck_assert_int_eq(json_integer_value(json_object_get(
 				 json_array_get(r, 0), "status")),
 			 202);
 	ck_assert_int_eq(json_integer_value(json_object_get(
 				 json_array_get(r, 1), "status")),
 			 503);
-	ck_assert_str_eq(json_string_value(json_object_get(
-				 json_array_get(r, 1), "error")),
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(r, 1),
+							   "error")),
 			 "store unavailable");
 	ck_assert_int_eq(json_integer_value(json_object_get(
 				 json_array_get(r, 2), "status")),
@@ -692,17 +701,17 @@ START_TEST(routing_by_type_and_path)
 	static const char *const get_h[] = {NULL};
 	zc_res *res;
 
-	expect_accepted(post("/", BIN_HEADERS("ce-type: com.example.created"),
-			     NULL));
-	expect_accepted(post("/", BIN_HEADERS("ce-type: something.else"),
-			     NULL));
+	expect_accepted(
+		post("/", BIN_HEADERS("ce-type: com.example.created"), NULL));
+	expect_accepted(
+		post("/", BIN_HEADERS("ce-type: something.else"), NULL));
 	ck_assert_str_eq(seen[0].route, "created");
 	ck_assert_str_eq(seen[1].route, "any");
 	/* a path whose only route takes one type: others are 202, unhandled */
 	expect_accepted(post("/typed", BIN_HEADERS("ce-type: not.mine"), NULL));
 	ck_assert_int_eq(calls, 2);
-	expect_accepted(post("/typed", BIN_HEADERS("ce-type: com.example.only"),
-			     NULL));
+	expect_accepted(
+		post("/typed", BIN_HEADERS("ce-type: com.example.only"), NULL));
 	ck_assert_int_eq(calls, 3);
 	/* the data plane may probe with OPTIONS: Allow lists POST */
 	res = zc_test_request(app, "OPTIONS", "/typed", get_h, NULL);
@@ -750,9 +759,9 @@ setup_dup_type(zc_app *a)
 	ck_assert_int_eq(zc_route(a, "POST", "/http", h_http, NULL), ZC_OK);
 	ck_assert_int_eq(zc_event_route(a, "/http", "u", on_event, NULL),
 			 ZC_ERR_INVALID);
-	ck_assert_int_eq(zc_event_route(a, "/p/{id}", NULL, on_event,
-					&any_accept),
-			 ZC_OK);
+	ck_assert_int_eq(
+		zc_event_route(a, "/p/{id}", NULL, on_event, &any_accept),
+		ZC_OK);
 	return 0;
 }
 
@@ -795,7 +804,8 @@ check_reply(zc_res *res, const char *got_id)
 
 	ck_assert_int_eq(zc_res_get_status(res), 200);
 	ck_assert_str_eq(zc_res_get_header(res, "ce-specversion"), "1.0");
-	ck_assert_str_eq(zc_res_get_header(res, "ce-type"), "com.example.reply");
+	ck_assert_str_eq(zc_res_get_header(res, "ce-type"),
+			 "com.example.reply");
 	ck_assert_str_eq(zc_res_get_header(res, "ce-source"), "function");
 	ck_assert_str_eq(zc_res_get_header(res, "ce-subject"),
 			 "Euro%20%E2%82%AC%20%22q%22%20100%25");
@@ -813,8 +823,8 @@ check_reply(zc_res *res, const char *got_id)
 
 START_TEST(reply_dropped_without_prefer)
 {
-	expect_accepted(post("/", BIN_HEADERS("ce-type: com.example.replyme"),
-			     NULL));
+	expect_accepted(
+		post("/", BIN_HEADERS("ce-type: com.example.replyme"), NULL));
 	ck_assert_int_eq(calls, 1);
 }
 END_TEST
@@ -840,16 +850,17 @@ START_TEST(reply_sent_with_prefer_reply)
 		zc_res_free(res);
 	}
 	/* "Prefer: reply-later" is not reply */
-	expect_accepted(post("/",
-			     BIN_HEADERS("ce-type: com.example.replyme",
-					 "Prefer: replyx"),
-			     NULL));
+	expect_accepted(post(
+		"/",
+		BIN_HEADERS("ce-type: com.example.replyme", "Prefer: replyx"),
+		NULL));
 }
 END_TEST
 
 START_TEST(replying_route_replies_unasked)
 {
-	zc_res *res = post("/replying", BIN_HEADERS("ce-type: any.thing"), NULL);
+	zc_res *res =
+		post("/replying", BIN_HEADERS("ce-type: any.thing"), NULL);
 
 	check_reply(res, "A-1");
 	zc_res_free(res);
@@ -858,10 +869,10 @@ END_TEST
 
 START_TEST(prefer_reply_without_a_reply_is_202)
 {
-	expect_accepted(post("/",
-			     BIN_HEADERS("ce-type: com.example.created",
-					 "Prefer: reply"),
-			     NULL));
+	expect_accepted(post(
+		"/",
+		BIN_HEADERS("ce-type: com.example.created", "Prefer: reply"),
+		NULL));
 }
 END_TEST
 
@@ -903,11 +914,12 @@ START_TEST(idempotent_route_runs_once_per_source_and_id)
 			     "{\"n\": 1}"));
 	ck_assert_int_eq(calls, 1);
 	/* redelivered: other time, structured mode, same JSON data */
-	res = post("/once", h,
-		   "{\"specversion\":\"1.0\",\"id\":\"A-1\",\"source\":"
-		   "\"/unit/test\",\"type\":\"com.example.once\","
-		   "\"time\":\"2026-01-01T00:00:09Z\","
-		   "\"datacontenttype\":\"application/json\",\"data\":{\"n\":1}}");
+	res = post(
+		"/once", h,
+		"{\"specversion\":\"1.0\",\"id\":\"A-1\",\"source\":"
+		"\"/unit/test\",\"type\":\"com.example.once\","
+		"\"time\":\"2026-01-01T00:00:09Z\","
+		"\"datacontenttype\":\"application/json\",\"data\":{\"n\":1}}");
 	expect_accepted(res);
 	ck_assert_int_eq(calls, 1);
 	/* another source, same id: another event */
@@ -928,24 +940,25 @@ START_TEST(idempotent_route_replays_a_stored_reply)
 	zc_res *res;
 	char id[64];
 
-	res = post("/once",
-		   BIN_HEADERS("ce-type: com.example.oncereply", "Prefer: reply"),
-		   NULL);
+	res = post(
+		"/once",
+		BIN_HEADERS("ce-type: com.example.oncereply", "Prefer: reply"),
+		NULL);
 	check_reply(res, "A-1");
 	snprintf(id, sizeof(id), "%s", zc_res_get_header(res, "ce-id"));
 	zc_res_free(res);
 	/* the duplicate gets the same reply event, the handler not run */
-	res = post("/once",
-		   BIN_HEADERS("ce-type: com.example.oncereply", "Prefer: reply"),
-		   NULL);
+	res = post(
+		"/once",
+		BIN_HEADERS("ce-type: com.example.oncereply", "Prefer: reply"),
+		NULL);
 	check_reply(res, "A-1");
 	ck_assert_str_eq(zc_res_get_header(res, "ce-id"), id);
 	zc_res_free(res);
 	ck_assert_int_eq(calls, 1);
 	/* without Prefer: reply the duplicate is just accepted */
-	expect_accepted(post("/once",
-			     BIN_HEADERS("ce-type: com.example.oncereply"),
-			     NULL));
+	expect_accepted(post(
+		"/once", BIN_HEADERS("ce-type: com.example.oncereply"), NULL));
 	ck_assert_int_eq(calls, 1);
 }
 END_TEST
@@ -1073,10 +1086,12 @@ START_TEST(percent_encoding_round_trip)
 	res = zc_test_request(a, "POST", "/reply", BIN_HEADERS("ce-type: t"),
 			      NULL);
 	ck_assert_int_eq(zc_res_get_status(res), 200);
-	ck_assert_str_eq(zc_res_get_header(res, "ce-ext"),
-			 "Euro%20%E2%82%AC%20%F0%9F%98%80%20%22quoted%22%20100%25"
-			 "%20a+b");
-	snprintf(hdr, sizeof(hdr), "ce-ext: %s", zc_res_get_header(res, "ce-ext"));
+	ck_assert_str_eq(
+		zc_res_get_header(res, "ce-ext"),
+		"Euro%20%E2%82%AC%20%F0%9F%98%80%20%22quoted%22%20100%25"
+		"%20a+b");
+	snprintf(hdr, sizeof(hdr), "ce-ext: %s",
+		 zc_res_get_header(res, "ce-ext"));
 	zc_res_free(res);
 	h[0] = "ce-specversion: 1.0";
 	h[1] = "ce-id: 1";

@@ -123,7 +123,8 @@ START_TEST(test_invalid_names)
 		"spa ce",
 		"h\xc3\xa9llo",
 		/* 64 characters: one over the DNS label limit */
-		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		"aa",
 	};
 	char buf[256];
 	size_t i;
@@ -145,8 +146,8 @@ END_TEST
 START_TEST(test_valid_edge_names)
 {
 	/* 63 characters: exactly the limit */
-	static const char max[] =
-		"a23456789b23456789c23456789d23456789e23456789f23456789g23456789";
+	static const char max[] = "a23456789b23456789c23456789d23456789e2345678"
+				  "9f23456789g23456789";
 	char buf[256];
 
 	ck_assert_uint_eq(strlen(max), 63);
@@ -175,9 +176,9 @@ START_TEST(test_small_buffer)
 	ck_assert_int_eq(zc_service_url("a", buf, sizeof("http://127.0.0.1:1")),
 			 ZC_OK);
 	ck_assert_str_eq(buf, "http://127.0.0.1:1");
-	ck_assert_int_eq(zc_service_url("a", buf,
-					sizeof("http://127.0.0.1:1") - 1),
-			 ZC_ERR_TOO_LARGE);
+	ck_assert_int_eq(
+		zc_service_url("a", buf, sizeof("http://127.0.0.1:1") - 1),
+		ZC_ERR_TOO_LARGE);
 }
 END_TEST
 

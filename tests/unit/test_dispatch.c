@@ -271,8 +271,7 @@ START_TEST(test_body_limit_413)
 	expect_body(res, "{\"len\":16}\n");
 	zc_res_free(res);
 
-	res = zc_test_request(app, "POST", "/echo", NULL,
-			      "0123456789abcdefX");
+	res = zc_test_request(app, "POST", "/echo", NULL, "0123456789abcdefX");
 	expect_json_error(res, 413);
 	zc_res_free(res);
 	res = zc_test_request(app, "POST", "/json", NULL,
@@ -545,7 +544,8 @@ h_headers(zc_req *req, zc_res *res, void *arg)
 
 	(void)req;
 	(void)arg;
-#define TRY(n, v) json_array_append_new(out, json_integer(zc_res_header(res, n, v)))
+#define TRY(n, v)                                                              \
+	json_array_append_new(out, json_integer(zc_res_header(res, n, v)))
 	TRY("X-Good", "fine value; with=stuff");
 	TRY("X-Bad", "a\r\nSet-Cookie: evil=1");
 	TRY("X-Bad", "a\nb");
@@ -561,7 +561,6 @@ h_headers(zc_req *req, zc_res *res, void *arg)
 #undef TRY
 	return zc_res_json(res, 200, out);
 }
-
 
 static int
 h_jsonf(zc_req *req, zc_res *res, void *arg)

@@ -84,8 +84,7 @@ START_TEST(test_logged)
 			 "application/json");
 	v = body_json(res);
 	/* Exactly status then timestamp, as the seed's struct wrote them. */
-	json_object_foreach(v, key, item)
-	{
+	json_object_foreach (v, key, item) {
 		ck_assert_str_eq(key, i == 0 ? "status" : "timestamp");
 		i++;
 	}
@@ -99,8 +98,8 @@ START_TEST(test_logged)
 	ck_assert_msg(strncmp(text, "{\"status\":\"logged\",\"timestamp\":\"",
 			      31) == 0,
 		      "body %s", text);
-	ck_assert_msg(strcmp(text + strlen(text) - 3, "\"}\n") == 0,
-		      "body %s", text);
+	ck_assert_msg(strcmp(text + strlen(text) - 3, "\"}\n") == 0, "body %s",
+		      text);
 	free(text);
 	zc_res_free(res);
 }
@@ -125,8 +124,8 @@ START_TEST(test_logged_variants)
 	for (i = 0; ok[i] != NULL; i++) {
 		zc_res *res = post_log(ok[i]);
 
-		ck_assert_msg(zc_res_get_status(res) == 200, "%s -> %d",
-			      ok[i], zc_res_get_status(res));
+		ck_assert_msg(zc_res_get_status(res) == 200, "%s -> %d", ok[i],
+			      zc_res_get_status(res));
 		zc_res_free(res);
 	}
 }
@@ -199,8 +198,9 @@ START_TEST(test_action_cannot_forge_log_lines)
 	char *buf, *p;
 
 	capture_start(&cap);
-	res = post_log("{\"action\":\"x\\n2026-01-01T00:00:00.000Z INFO  "
-		       "audit-logger: [AUDIT] Action: forged\",\"details\":{}}");
+	res = post_log(
+		"{\"action\":\"x\\n2026-01-01T00:00:00.000Z INFO  "
+		"audit-logger: [AUDIT] Action: forged\",\"details\":{}}");
 	buf = capture_end(&cap);
 	ck_assert_int_eq(zc_res_get_status(res), 200);
 	zc_res_free(res);

@@ -105,8 +105,7 @@ update(const char *account, const char *amount, char *out, size_t outsz)
 }
 
 static void
-expect_update(const char *account, const char *amount,
-	      const char *new_balance)
+expect_update(const char *account, const char *amount, const char *new_balance)
 {
 	char got[512], want[512];
 
@@ -127,9 +126,9 @@ expect_status(const char *body, int status)
 	const char *b = zc_res_get_body(res, &len);
 	json_t *v;
 
-	ck_assert_msg(zc_res_get_status(res) == status, "%s -> %d %.*s, want %d",
-		      body ? body : "(no body)", zc_res_get_status(res),
-		      (int)len, b, status);
+	ck_assert_msg(zc_res_get_status(res) == status,
+		      "%s -> %d %.*s, want %d", body ? body : "(no body)",
+		      zc_res_get_status(res), (int)len, b, status);
 	ck_assert_str_eq(zc_res_get_header(res, "Content-Type"),
 			 "application/json");
 	v = json_loadb(b, len, 0, NULL);
@@ -377,8 +376,8 @@ record_after(const char *text, const char *tag)
 	json_error_t e;
 	json_t *v;
 
-	ck_assert_msg(count_lines(text, tag) == 1,
-		      "want one %s line in:\n%s", tag, text);
+	ck_assert_msg(count_lines(text, tag) == 1, "want one %s line in:\n%s",
+		      tag, text);
 	rec = strstr(text, tag);
 	rec += strlen(tag);
 	v = json_loads(rec, JSON_DISABLE_EOF_CHECK, &e);
@@ -465,7 +464,7 @@ START_TEST(test_undelivered_record_is_json_async)
 		size_t i;
 		bool keyed = false;
 
-		json_array_foreach(json_object_get(rec, "headers"), i, h)
+		json_array_foreach (json_object_get(rec, "headers"), i, h)
 			keyed |= strncmp(json_string_value(h),
 					 "Idempotency-Key: audit-", 23) == 0;
 		ck_assert_msg(keyed, "no Idempotency-Key in %s", text);
@@ -483,8 +482,8 @@ END_TEST
 
 /* ---- concurrency ---- */
 
-#define THREADS 8
-#define UPDATES 2000
+#define THREADS  8
+#define UPDATES  2000
 #define ACCOUNTS 4
 
 static const char *const accounts[ACCOUNTS] = {"acct-0", "acct-1", "acct-2",
@@ -531,8 +530,7 @@ START_TEST(test_concurrent_updates_exact)
 	for (i = 0; i < THREADS; i++)
 		pthread_join(th[i], NULL);
 	/* 8 x 2000 / 4 = 4000 cents each: exactly 40. */
-	snprintf(want, sizeof(want), "%d",
-		 THREADS * UPDATES / ACCOUNTS / 100);
+	snprintf(want, sizeof(want), "%d", THREADS * UPDATES / ACCOUNTS / 100);
 	for (i = 0; i < ACCOUNTS; i++)
 		expect_update(accounts[i], "0", want);
 	/* audit-logger is down: every update's record is in the log, as

@@ -98,8 +98,8 @@ START_TEST(test_bad_input_400)
 	for (i = 0; bad[i] != NULL; i++) {
 		zc_res *res = transact(bad[i], NULL);
 
-		ck_assert_msg(zc_res_get_status(res) == 400, "%s -> %d",
-			      bad[i], zc_res_get_status(res));
+		ck_assert_msg(zc_res_get_status(res) == 400, "%s -> %d", bad[i],
+			      zc_res_get_status(res));
 		expect_error_mentions(res, 400, NULL);
 		zc_res_free(res);
 	}
@@ -146,8 +146,7 @@ START_TEST(test_success)
 
 	ck_assert_int_eq(zc_res_get_status(res), 200);
 	v = body_json(res);
-	json_object_foreach(v, key, item)
-	{
+	json_object_foreach (v, key, item) {
 		ck_assert_int_lt(i, 4);
 		ck_assert_str_eq(key, order[i]);
 		i++;
@@ -210,8 +209,8 @@ START_TEST(test_unique_ids)
 	res = transact("{\"account\":\"a\",\"amount\":1}", NULL);
 	fh_stop(&f);
 	v = body_json(res);
-	ck_assert_str_ne(first,
-			 json_string_value(json_object_get(v, "transaction_id")));
+	ck_assert_str_ne(
+		first, json_string_value(json_object_get(v, "transaction_id")));
 	json_decref(v);
 	zc_res_free(res);
 	clear_env();
@@ -240,8 +239,7 @@ START_TEST(test_downstream_4xx_passed_through)
 	zc_res_free(res);
 
 	start_balance_manager(&f, http_reply(422, err422));
-	res = transact("{\"account\":\"a\",\"amount\":9999999999999.99}",
-		       NULL);
+	res = transact("{\"account\":\"a\",\"amount\":9999999999999.99}", NULL);
 	fh_stop(&f);
 	expect_error_mentions(res, 422, "range");
 	zc_res_free(res);

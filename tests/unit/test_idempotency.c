@@ -31,7 +31,8 @@ h_pay(zc_req *req, zc_res *res, void *arg)
 
 	zc_res_header(res, "X-Run", "yes");
 	return zc_res_jsonf(res, 201, "{s:i, s:s%, s:s}", "run", n, "body",
-			    b != NULL ? b : "", len, "route", (const char *)arg);
+			    b != NULL ? b : "", len, "route",
+			    (const char *)arg);
 }
 
 /* 503 on its first run, 200 after */
@@ -172,8 +173,7 @@ send_req(const char *method, const char *path, const char *key,
 
 	if (key != NULL)
 		snprintf(hdr, sizeof(hdr), "Idempotency-Key: %s", key);
-	res = zc_test_request(app, method, path, key != NULL ? h : NULL,
-			      body);
+	res = zc_test_request(app, method, path, key != NULL ? h : NULL, body);
 	ck_assert_ptr_nonnull(res);
 	return res;
 }
@@ -212,8 +212,7 @@ json_error_status(zc_res *res)
 
 	ck_assert_str_eq(zc_res_get_header(res, "Content-Type"),
 			 "application/json");
-	ck_assert_msg(v != NULL &&
-			      json_is_string(json_object_get(v, "error")),
+	ck_assert_msg(v != NULL && json_is_string(json_object_get(v, "error")),
 		      "error body: %.*s", (int)len, b);
 	json_decref(v);
 	zc_res_free(res);
@@ -287,9 +286,8 @@ static void *
 bg_post(void *arg)
 {
 	struct bg *b = arg;
-	zc_res *res = zc_test_request(
-		app, "POST", b->path,
-		(const char *[]){b->key, NULL}, b->body);
+	zc_res *res = zc_test_request(app, "POST", b->path,
+				      (const char *[]){b->key, NULL}, b->body);
 
 	b->status = res != NULL ? zc_res_get_status(res) : -1;
 	zc_res_free(res);
@@ -345,7 +343,8 @@ START_TEST(test_no_key_runs_every_time)
 	/* and an ordinary route ignores the header */
 	for (i = 0; i < 2; i++)
 		ck_assert_int_eq(
-			status_of(post("/plain", "k-4", "{\"amount\":5}")), 201);
+			status_of(post("/plain", "k-4", "{\"amount\":5}")),
+			201);
 	ck_assert_int_eq(atomic_load(&runs), 5);
 }
 END_TEST
@@ -399,8 +398,8 @@ END_TEST
 START_TEST(test_invalid_keys_400)
 {
 	char k255[256], k256[300];
-	const char *bad[] = {"", "\"\"", k256, "a\x01z", "a\tz", "a z",
-			     "a\"z", "caf\xc3\xa9", "\"", NULL};
+	const char *bad[] = {"",    "\"\"", k256,          "a\x01z", "a\tz",
+			     "a z", "a\"z", "caf\xc3\xa9", "\"",     NULL};
 	int i;
 
 	memset(k255, 'k', 255);
@@ -409,8 +408,8 @@ START_TEST(test_invalid_keys_400)
 	k256[256] = '\0';
 	for (i = 0; bad[i] != NULL; i++) {
 		zc_res *r = post("/pay", bad[i], "{}");
-		ck_assert_msg(zc_res_get_status(r) == 400,
-			      "key \"%s\" -> %d", bad[i], zc_res_get_status(r));
+		ck_assert_msg(zc_res_get_status(r) == 400, "key \"%s\" -> %d",
+			      bad[i], zc_res_get_status(r));
 		ck_assert_int_eq(json_error_status(r), 400);
 	}
 	ck_assert_int_eq(atomic_load(&runs), 0);
@@ -578,10 +577,10 @@ static void *
 dup_post(void *arg)
 {
 	int *status = arg;
-	zc_res *res = zc_test_request(app, "POST", "/pay",
-				      (const char *[]){"Idempotency-Key: race",
-						       NULL},
-				      "{\"amount\":1}");
+	zc_res *res =
+		zc_test_request(app, "POST", "/pay",
+				(const char *[]){"Idempotency-Key: race", NULL},
+				"{\"amount\":1}");
 
 	*status = res != NULL ? zc_res_get_status(res) : -1;
 	zc_res_free(res);

@@ -214,8 +214,7 @@ START_TEST(test_integers)
 	expect_dump(json_integer(INT64_MAX), "9223372036854775807");
 	expect_dump(json_integer(INT64_MIN), "-9223372036854775808");
 	/* Integers stay integers: no ".0", no exponent. */
-	expect_dump(json_integer(1000000000000000000LL),
-		    "1000000000000000000");
+	expect_dump(json_integer(1000000000000000000LL), "1000000000000000000");
 }
 END_TEST
 
@@ -243,9 +242,9 @@ END_TEST
 
 START_TEST(test_nested)
 {
-	json_t *v = json_pack("{s:[i, f, {s:n, s:[]}], s:{s:{s:{s:f}}}, s:[[]]}",
-			      "a", 1, 2.5, "b", "c", "d", "e", "f", "g", 0.3,
-			      "h");
+	json_t *v =
+		json_pack("{s:[i, f, {s:n, s:[]}], s:{s:{s:{s:f}}}, s:[[]]}",
+			  "a", 1, 2.5, "b", "c", "d", "e", "f", "g", 0.3, "h");
 
 	expect_dump(v, "{\"a\":[1,2.5,{\"b\":null,\"c\":[]}],"
 		       "\"d\":{\"e\":{\"f\":{\"g\":0.3}}},\"h\":[[]]}");
@@ -276,7 +275,9 @@ START_TEST(test_string_escapes)
 	expect_dump(json_string("<a href=\"x\">&</a>"),
 		    "\"<a href=\\\"x\\\">&</a>\"");
 	/* U+2028 and U+2029 are escaped (they end a line in JavaScript). */
-	expect_dump(json_string("a\xe2\x80\xa8" "b\xe2\x80\xa9" "c"),
+	expect_dump(json_string("a\xe2\x80\xa8"
+				"b\xe2\x80\xa9"
+				"c"),
 		    "\"a\\u2028b\\u2029c\"");
 	/* U+202A, a neighbour, is not. */
 	expect_dump(json_string("\xe2\x80\xaa"), "\"\xe2\x80\xaa\"");
@@ -321,9 +322,9 @@ h_wire(zc_req *req, zc_res *res, void *arg)
 {
 	(void)req;
 	(void)arg;
-	return zc_res_json(res, 200,
-			   json_pack("{s:f, s:f, s:i}", "a", 0.3, "b", 100.0,
-				     "c", 7));
+	return zc_res_json(
+		res, 200,
+		json_pack("{s:f, s:f, s:i}", "a", 0.3, "b", 100.0, "c", 7));
 }
 
 static int
@@ -421,8 +422,7 @@ expect_body(zc_app *app, const char *path, const char *body, int status,
 
 /* A 400 whose JSON error mentions mention. */
 static void
-expect_400(zc_app *app, const char *path, const char *body,
-	   const char *mention)
+expect_400(zc_app *app, const char *path, const char *body, const char *mention)
 {
 	zc_res *res = post(app, path, body);
 	char *got = body_copy(res);
@@ -508,11 +508,9 @@ START_TEST(test_json_money_helper)
 	zc_app *app = zc_test_app(setup_helpers);
 
 	ck_assert_ptr_nonnull(app);
-	expect_body(app, "/money", "{\"amount\":1.25}", 200,
-		    "{\"cents\":125}");
+	expect_body(app, "/money", "{\"amount\":1.25}", 200, "{\"cents\":125}");
 	expect_body(app, "/money", "{\"amount\":7}", 200, "{\"cents\":700}");
-	expect_body(app, "/money", "{\"amount\":-0.05}", 200,
-		    "{\"cents\":-5}");
+	expect_body(app, "/money", "{\"amount\":-0.05}", 200, "{\"cents\":-5}");
 	expect_body(app, "/money", "{\"amount\":0.1}", 200, "{\"cents\":10}");
 	expect_400(app, "/money", "{}", "amount");
 	expect_400(app, "/money", "{\"amount\":\"1.25\"}", "number");
@@ -576,8 +574,8 @@ theirs(const char *fmt, ...)
 /* The same text both ways (arguments are evaluated once for each). */
 #define SAME(...)                                                              \
 	do {                                                                   \
-		char *a_ = ours(__VA_ARGS__), *b_ = theirs(__VA_ARGS__);      \
-		ck_assert_msg(a_ != NULL, "fell back: %s", #__VA_ARGS__);     \
+		char *a_ = ours(__VA_ARGS__), *b_ = theirs(__VA_ARGS__);       \
+		ck_assert_msg(a_ != NULL, "fell back: %s", #__VA_ARGS__);      \
 		ck_assert_ptr_nonnull(b_);                                     \
 		ck_assert_str_eq(a_, b_);                                      \
 		free(a_);                                                      \
@@ -586,7 +584,7 @@ theirs(const char *fmt, ...)
 
 /* Left to jansson: the writer declines, whatever jansson then says. */
 #define DECLINED(...)                                                          \
-	ck_assert_msg(ours(__VA_ARGS__) == NULL, "not declined: %s",         \
+	ck_assert_msg(ours(__VA_ARGS__) == NULL, "not declined: %s",           \
 		      #__VA_ARGS__)
 
 START_TEST(test_packf_matches_jansson)
@@ -598,11 +596,11 @@ START_TEST(test_packf_matches_jansson)
 	     "2026-11-27T20:22:43.123456789Z");
 	SAME("{s:s, s:o, s:s}", "status", "updated", "new_balance",
 	     zc_money_json_new(10050), "account", "ACC-001");
-	SAME("{s:s, s:{s:s, s:o, s:o}}", "action", "balance_update",
-	     "details", "account", "A", "amount", zc_money_json_new(-5),
-	     "new_balance", zc_money_json_new(100000));
-	SAME("[i, I, b, b, n, f, f, f]", -7, (json_int_t)9007199254740993LL,
-	     1, 0, 100.5, 0.1, 1e300);
+	SAME("{s:s, s:{s:s, s:o, s:o}}", "action", "balance_update", "details",
+	     "account", "A", "amount", zc_money_json_new(-5), "new_balance",
+	     zc_money_json_new(100000));
+	SAME("[i, I, b, b, n, f, f, f]", -7, (json_int_t)9007199254740993LL, 1,
+	     0, 100.5, 0.1, 1e300);
 	SAME("{s:s?, s:o?, s:O?}", "a", NULL, "b", NULL, "c", NULL);
 	nested = json_pack("[i,{s:s}]", 1, "x", "y");
 	SAME("{s:O}", "k", nested); /* 'O' is not stolen */
@@ -616,7 +614,7 @@ START_TEST(test_packf_matches_jansson)
 	/* what jansson does otherwise (an error, a replaced key, ...) */
 	DECLINED("{s:s}", "a", (const char *)NULL);
 	DECLINED("{s:s}", "a", "\xff\xfe");
-	DECLINED("{s:s}", "a", "\xc0\x80"); /* overlong NUL */
+	DECLINED("{s:s}", "a", "\xc0\x80");     /* overlong NUL */
 	DECLINED("{s:s}", "a", "\xed\xa0\x80"); /* surrogate */
 	DECLINED("{s:i, s:i}", "a", 1, "a", 2);
 	DECLINED("{s:s+}", "a", "b", "c");
@@ -652,20 +650,19 @@ START_TEST(test_res_jsonf_paths)
 {
 	zc_res *res = calloc(1, sizeof(*res));
 
-	ck_assert_int_eq(zc_res_jsonf(res, 201, "{s:s, s:i}", "a", "b", "n",
-				      3),
+	ck_assert_int_eq(zc_res_jsonf(res, 201, "{s:s, s:i}", "a", "b", "n", 3),
 			 ZC_OK);
 	ck_assert_int_eq(res->status, 201);
 	ck_assert_str_eq(res->body, "{\"a\":\"b\",\"n\":3}\n");
 	ck_assert_str_eq(res->content_type, "application/json");
 	/* a repeated key: jansson's answer, the last value in first place */
-	ck_assert_int_eq(zc_res_jsonf(res, 200, "{s:i, s:i, s:i}", "a", 1,
-				      "b", 2, "a", 3),
+	ck_assert_int_eq(zc_res_jsonf(res, 200, "{s:i, s:i, s:i}", "a", 1, "b",
+				      2, "a", 3),
 			 ZC_OK);
 	ck_assert_str_eq(res->body, "{\"a\":3,\"b\":2}\n");
-	ck_assert_int_eq(zc_res_jsonf(res, 200, "{s:s}", "a",
-				      (const char *)NULL),
-			 ZC_ERR_INVALID);
+	ck_assert_int_eq(
+		zc_res_jsonf(res, 200, "{s:s}", "a", (const char *)NULL),
+		ZC_ERR_INVALID);
 	zc_res_free(res);
 }
 END_TEST

@@ -60,9 +60,9 @@ START_TEST(test_line_format)
 	ck_assert_int_eq(out[10], 'T');
 	ck_assert_int_eq(out[19], '.');
 	ck_assert_int_eq(out[23], 'Z');
-	ck_assert_msg(strncmp(out + 24, " INFO  function: hello world 42\n",
-			      32) == 0,
-		      "%s", out);
+	ck_assert_msg(
+		strncmp(out + 24, " INFO  function: hello world 42\n", 32) == 0,
+		"%s", out);
 	ck_assert_ptr_nonnull(
 		strstr(out, " WARN  function: tab\\there\\nnewline \\x01\n"));
 	free(out);
@@ -108,7 +108,8 @@ START_TEST(test_held_until_release_with_access_line)
 	ck_assert_ptr_nonnull(strstr(now, "after\n"));
 	free(now);
 	out = capture_end(&c);
-	a = strstr(out, "[AUDIT] first trace_id=4bf92f3577b34da6a3ce929d0e0e4736\n");
+	a = strstr(out,
+		   "[AUDIT] first trace_id=4bf92f3577b34da6a3ce929d0e0e4736\n");
 	b = strstr(out, "access POST /log 200 1.235ms trace_id="
 			"4bf92f3577b34da6a3ce929d0e0e4736\n");
 	ck_assert_ptr_nonnull(a);
@@ -127,8 +128,8 @@ START_TEST(test_access_line_format)
 		long long ns;
 		const char *text;
 	} cases[] = {
-		{0, " 0.000ms"},	  {499, " 0.000ms"},
-		{500, " 0.001ms"},	  {999999, " 1.000ms"},
+		{0, " 0.000ms"},         {499, " 0.000ms"},
+		{500, " 0.001ms"},       {999999, " 1.000ms"},
 		{12345678, " 12.346ms"}, {60000000000LL, " 60000.000ms"},
 	};
 	struct capture c;
@@ -318,9 +319,9 @@ END_TEST
  * of seconds. */
 START_TEST(test_utc_seconds_cache)
 {
-	static const time_t ts[] = {0,	    1,		86399,	     86400,
-				    951782400, 1795811347, 1795811347,
-				    1795811348, 1, 4102444799};
+	static const time_t ts[] = {
+		0,          1,          86399,      86400, 951782400,
+		1795811347, 1795811347, 1795811348, 1,     4102444799};
 	char got[20], want[32];
 	struct tm tm;
 	size_t i;

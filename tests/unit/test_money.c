@@ -44,8 +44,7 @@ expect_cents(const char *text, int64_t want)
 	int64_t c = SENTINEL;
 	zc_err err = zc_money_from_json(v, &c);
 
-	ck_assert_msg(err == ZC_OK, "%s rejected (%s)", text,
-		      zc_strerror(err));
+	ck_assert_msg(err == ZC_OK, "%s rejected (%s)", text, zc_strerror(err));
 	ck_assert_msg(c == want, "%s -> %lld cents, want %lld", text,
 		      (long long)c, (long long)want);
 	json_decref(v);
@@ -215,8 +214,9 @@ expect_format(int64_t cents, const char *want)
 
 	memset(buf, 'X', sizeof(buf));
 	ck_assert_ptr_eq(zc_money_format(cents, buf, sizeof(buf)), buf);
-	ck_assert_msg(strcmp(buf, want) == 0, "%lld cents formatted as %s, "
-					      "want %s",
+	ck_assert_msg(strcmp(buf, want) == 0,
+		      "%lld cents formatted as %s, "
+		      "want %s",
 		      (long long)cents, buf, want);
 }
 
@@ -280,8 +280,7 @@ random_cents(uint64_t *seed, int i)
 			c = -c;
 		break;
 	default: /* whole amounts, and one decimal */
-		c = ((int64_t)(r % 20000001) - 10000000) *
-		    ((r & 1) ? 100 : 10);
+		c = ((int64_t)(r % 20000001) - 10000000) * ((r & 1) ? 100 : 10);
 		break;
 	}
 	return c;

@@ -38,8 +38,8 @@ mapped(const char *name)
 START_TEST(test_plain_daemon_starts)
 {
 	struct MHD_Daemon *d = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL,
-		NULL, answer, NULL, MHD_OPTION_END);
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL,
+		answer, NULL, MHD_OPTION_END);
 
 	ck_assert_ptr_nonnull(d);
 	MHD_stop_daemon(d);

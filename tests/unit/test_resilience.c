@@ -22,10 +22,10 @@
 /* ---- the scripted fake downstream ---- */
 
 enum action {
-	A_OK,	 /* 200 {"ok":true} */
+	A_OK,     /* 200 {"ok":true} */
 	A_STATUS, /* fail_status, with Retry-After when retry_after >= 0 */
 	A_RESET,  /* RST instead of a reply */
-	A_HANG,	  /* never answer; wait for the client to go away */
+	A_HANG,   /* never answer; wait for the client to go away */
 };
 
 /* Every request is recorded as it arrives; fake.delay_ms delays answers. */
@@ -36,7 +36,7 @@ static struct {
 	atomic_int fail_action;
 	atomic_int fail_status;
 	atomic_int retry_after; /* seconds; -1: no header */
-	atomic_int active;	/* requests being answered */
+	atomic_int active;      /* requests being answered */
 } ctl;
 
 static int
@@ -132,8 +132,7 @@ gap_ms(int i)
 
 /* method path on target; *out keeps the call when non-NULL. */
 static zc_err
-do_call(const char *target, const char *method, const char *key,
-	zc_call **out)
+do_call(const char *target, const char *method, const char *key, zc_call **out)
 {
 	zc_call *call = zc_call_new(NULL, target, method, "/r");
 	zc_err err;
@@ -206,8 +205,7 @@ START_TEST(test_retries_bounded)
 	/* built-in: 2 retries, so exactly 3 requests */
 	use_target("r-bounded");
 	script(-1, A_STATUS, 503);
-	ck_assert_int_eq(do_call("r-bounded", "GET", NULL, &call),
-			 ZC_ERR_HTTP);
+	ck_assert_int_eq(do_call("r-bounded", "GET", NULL, &call), ZC_ERR_HTTP);
 	ck_assert_int_eq(zc_call_status(call), 503);
 	ck_assert_int_eq(zc_call_attempts(call), 3);
 	ck_assert_int_eq(requests(), 3);
@@ -220,8 +218,8 @@ END_TEST
 START_TEST(test_retryable_statuses)
 {
 	static const int retried[] = {429, 502, 503, 504};
-	static const int not_retried[] = {400, 401, 403, 404, 409, 422, 500,
-					  501};
+	static const int not_retried[] = {400, 401, 403, 404,
+					  409, 422, 500, 501};
 	char name[32];
 	size_t i;
 
@@ -366,9 +364,9 @@ expect_same_key(int n, const char *line)
 		ck_assert_msg(strstr(head, line) != NULL,
 			      "request %d lacks %s: %s", i, line, head);
 		/* once, not doubled by the retry */
-		ck_assert_ptr_null(strcasestr(strcasestr(head, "Idempotency-Key")
-						      + 1,
-					      "Idempotency-Key"));
+		ck_assert_ptr_null(
+			strcasestr(strcasestr(head, "Idempotency-Key") + 1,
+				   "Idempotency-Key"));
 		ck_assert_str_eq(strstr(head, "\r\n\r\n") + 4, "{\"n\":1}");
 	}
 }
@@ -392,9 +390,9 @@ START_TEST(test_post_with_key_retried_on_reset)
 	/* the sf-string form, quotes and all, goes out unchanged */
 	use_target("r-key-reset");
 	script(2, A_RESET, 0);
-	ck_assert_int_eq(do_call("r-key-reset", "POST", "\"8e03978e-40d5\"",
-				 NULL),
-			 ZC_OK);
+	ck_assert_int_eq(
+		do_call("r-key-reset", "POST", "\"8e03978e-40d5\"", NULL),
+		ZC_OK);
 	ck_assert_int_eq(requests(), 3);
 	expect_same_key(3, "\r\nIdempotency-Key: \"8e03978e-40d5\"\r\n");
 }
@@ -580,8 +578,8 @@ START_TEST(test_breaker_opens_fails_fast_recovers)
 			ck_assert_int_eq(zc_res_get_status(&res), 503);
 			ck_assert_str_eq(zc_res_get_header(&res, "Retry-After"),
 					 "1");
-			ck_assert_ptr_nonnull(strstr(
-				zc_res_get_body(&res, NULL), "r-brk"));
+			ck_assert_ptr_nonnull(
+				strstr(zc_res_get_body(&res, NULL), "r-brk"));
 			zc__res_release(&res);
 		}
 		zc_call_free(call);
@@ -790,11 +788,10 @@ START_TEST(test_service_policy_honoured)
 	declare("r-svc-t", &pt);
 	script(-1, A_HANG, 0);
 	t0 = now_ms();
-	ck_assert_int_eq(do_call("r-svc-t", "GET", NULL, NULL),
-			 ZC_ERR_TIMEOUT);
+	ck_assert_int_eq(do_call("r-svc-t", "GET", NULL, NULL), ZC_ERR_TIMEOUT);
 	ms = now_ms() - t0;
-	ck_assert_msg(ms >= 240 && ms <= 250 + SLACK_MS,
-		      "timeout after %ld ms", ms);
+	ck_assert_msg(ms >= 240 && ms <= 250 + SLACK_MS, "timeout after %ld ms",
+		      ms);
 }
 END_TEST
 
@@ -816,11 +813,10 @@ START_TEST(test_target_env_overrides_code)
 	declare("r-env-t", &p);
 	script(-1, A_HANG, 0);
 	t0 = now_ms();
-	ck_assert_int_eq(do_call("r-env-t", "GET", NULL, NULL),
-			 ZC_ERR_TIMEOUT);
+	ck_assert_int_eq(do_call("r-env-t", "GET", NULL, NULL), ZC_ERR_TIMEOUT);
 	ms = now_ms() - t0;
-	ck_assert_msg(ms >= 190 && ms <= 200 + SLACK_MS,
-		      "timeout after %ld ms", ms);
+	ck_assert_msg(ms >= 190 && ms <= 200 + SLACK_MS, "timeout after %ld ms",
+		      ms);
 }
 END_TEST
 
@@ -844,8 +840,9 @@ START_TEST(test_target_env_invalid)
 	/* a declared target with a bad value is refused at start-up */
 	use_target("r-env3");
 	setenv("R_ENV3_RETRIES", "two", 1);
-	ck_assert_int_eq(zc_service(app, "r-env3", (zc_policy[]){fast_policy(1)}),
-			 ZC_ERR_INVALID);
+	ck_assert_int_eq(
+		zc_service(app, "r-env3", (zc_policy[]){fast_policy(1)}),
+		ZC_ERR_INVALID);
 	setenv("R_ENV3_RETRIES", "101", 1);
 	ck_assert_int_eq(zc_service(app, "r-env3", NULL), ZC_ERR_INVALID);
 	setenv("R_ENV3_TIMEOUT_MS", "0", 1);
@@ -916,7 +913,8 @@ START_TEST(test_budget_with_slow_failures)
 	ck_assert_int_ne(zc_call_perform(call), ZC_OK);
 	ms = now_ms() - t0;
 	ck_assert_msg(ms <= 400 + SLACK_MS, "returned after %ld ms", ms);
-	ck_assert_msg(zc_call_attempts(call) >= 2 && zc_call_attempts(call) <= 3,
+	ck_assert_msg(zc_call_attempts(call) >= 2 &&
+			      zc_call_attempts(call) <= 3,
 		      "%d attempts", zc_call_attempts(call));
 	zc_call_free(call);
 }
@@ -1040,7 +1038,8 @@ resilience_suite(void)
 	tcase_add_test(tc, test_retry_on_transport_errors);
 	tcase_add_test(tc, test_idempotent_methods_retried);
 	tcase_add_test(tc, test_post_without_key_never_retried);
-	tcase_add_test(tc, test_post_without_key_not_resent_on_reused_connection);
+	tcase_add_test(tc,
+		       test_post_without_key_not_resent_on_reused_connection);
 	tcase_add_test(tc, test_post_with_key_retried_same_key);
 	tcase_add_test(tc, test_post_with_key_retried_on_reset);
 	tcase_add_test(tc, test_keyed_409_retried_422_not);

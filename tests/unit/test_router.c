@@ -26,12 +26,11 @@ h_ok(zc_req *req, zc_res *res, void *arg)
 static int
 h_echo(zc_req *req, zc_res *res, void *arg)
 {
-	return zc_res_jsonf(res, 200, "{s:s, s:s, s:s, s:s?, s:s?, s:s?}",
-			    "route", (const char *)arg, "method",
-			    zc_req_method(req), "path", zc_req_path(req), "id",
-			    zc_req_param(req, "id"), "tx",
-			    zc_req_param(req, "tx"), "name",
-			    zc_req_param(req, "name"));
+	return zc_res_jsonf(
+		res, 200, "{s:s, s:s, s:s, s:s?, s:s?, s:s?}", "route",
+		(const char *)arg, "method", zc_req_method(req), "path",
+		zc_req_path(req), "id", zc_req_param(req, "id"), "tx",
+		zc_req_param(req, "tx"), "name", zc_req_param(req, "name"));
 }
 
 /* Query values by key; absent ones come back as null. */
@@ -50,13 +49,12 @@ static int
 h_headers(zc_req *req, zc_res *res, void *arg)
 {
 	(void)arg;
-	return zc_res_jsonf(
-		res, 200, "{s:s?, s:s?, s:s?, s:s?, s:s?}", "lower",
-		zc_req_header(req, "x-request-id"), "upper",
-		zc_req_header(req, "X-REQUEST-ID"), "mixed",
-		zc_req_header(req, "X-Request-Id"), "ctype",
-		zc_req_header(req, "Content-Type"), "missing",
-		zc_req_header(req, "X-Missing"));
+	return zc_res_jsonf(res, 200, "{s:s?, s:s?, s:s?, s:s?, s:s?}", "lower",
+			    zc_req_header(req, "x-request-id"), "upper",
+			    zc_req_header(req, "X-REQUEST-ID"), "mixed",
+			    zc_req_header(req, "X-Request-Id"), "ctype",
+			    zc_req_header(req, "Content-Type"), "missing",
+			    zc_req_header(req, "X-Missing"));
 }
 
 /* ---- helpers ---- */
@@ -80,8 +78,7 @@ expect_route(zc_app *app, const char *method, const char *target,
 }
 
 static void
-expect_status(zc_app *app, const char *method, const char *target,
-	      int status)
+expect_status(zc_app *app, const char *method, const char *target, int status)
 {
 	zc_res *res = zc_test_request(app, method, target, NULL, NULL);
 
@@ -99,8 +96,10 @@ static int
 setup_bad_methods(zc_app *app)
 {
 	static const char *const bad[] = {
-		"", "get", "Get", "GE T", "GET\r\n", "PO-ST", "G1",
-		"ABCDEFGHIJKLMNOP", /* 16 characters: too long */
+		"",        "get",
+		"Get",     "GE T",
+		"GET\r\n", "PO-ST",
+		"G1",      "ABCDEFGHIJKLMNOP", /* 16 characters: too long */
 	};
 	size_t i;
 
@@ -108,8 +107,7 @@ setup_bad_methods(zc_app *app)
 		ck_assert_msg(zc_route(app, bad[i], "/x", h_ok, NULL) ==
 				      ZC_ERR_INVALID,
 			      "method \"%s\" accepted", bad[i]);
-	ck_assert_int_eq(zc_route(app, NULL, "/x", h_ok, NULL),
-			 ZC_ERR_INVALID);
+	ck_assert_int_eq(zc_route(app, NULL, "/x", h_ok, NULL), ZC_ERR_INVALID);
 	/* 15 characters is still a method. */
 	ck_assert_int_eq(zc_route(app, "ABCDEFGHIJKLMNO", "/x", h_ok, NULL),
 			 ZC_OK);
@@ -130,12 +128,11 @@ static int
 setup_bad_patterns(zc_app *app)
 {
 	static const char *const bad[] = {
-		"",	       "x",	   "log",	"/a?b",	   "/a#b",
-		"/a b",	       "/a\tb",	   "/a\r\nb",	"//",	   "/a//b",
-		"//a",	       "/{}",	   "/{",	"/}",	   "/{id",
-		"/id}",	       "/a{id}",   "/{id}x",	"/x{id}y", "/{i{d}",
-		"/{i}d}",      "/{a-b}",   "/{a b}",	"/{a.b}",  "/{{id}}",
-		"/a/{id}/{}",
+		"",        "x",          "log",    "/a?b",   "/a#b",   "/a b",
+		"/a\tb",   "/a\r\nb",    "//",     "/a//b",  "//a",    "/{}",
+		"/{",      "/}",         "/{id",   "/id}",   "/a{id}", "/{id}x",
+		"/x{id}y", "/{i{d}",     "/{i}d}", "/{a-b}", "/{a b}", "/{a.b}",
+		"/{{id}}", "/a/{id}/{}",
 	};
 	size_t i;
 
@@ -192,8 +189,7 @@ setup_param_limits(zc_app *app)
 		n += snprintf(pat + n, sizeof(pat) - (size_t)n, "/s");
 	ck_assert_int_eq(zc_route(app, "GET", pat, h_echo, "deep"), ZC_OK);
 	snprintf(pat + n, sizeof(pat) - (size_t)n, "/s");
-	ck_assert_int_eq(zc_route(app, "PUT", pat, h_ok, NULL),
-			 ZC_ERR_INVALID);
+	ck_assert_int_eq(zc_route(app, "PUT", pat, h_ok, NULL), ZC_ERR_INVALID);
 	return 0;
 }
 
@@ -471,8 +467,7 @@ START_TEST(test_explicit_head_beats_get)
 	zc_res_free(res);
 	expect_route(app, "GET", "/r", "get");
 	res = zc_test_request(app, "PUT", "/r", NULL, NULL);
-	ck_assert_str_eq(zc_res_get_header(res, "Allow"),
-			 "GET, HEAD, OPTIONS");
+	ck_assert_str_eq(zc_res_get_header(res, "Allow"), "GET, HEAD, OPTIONS");
 	zc_res_free(res);
 	zc_app_free(app);
 }

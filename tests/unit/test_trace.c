@@ -18,8 +18,8 @@
 
 #include "fake_http.h"
 
-#define TID "4bf92f3577b34da6a3ce929d0e0e4736"
-#define PID "00f067aa0ba902b7"
+#define TID        "4bf92f3577b34da6a3ce929d0e0e4736"
+#define PID        "00f067aa0ba902b7"
 #define TP_SAMPLED "00-" TID "-" PID "-01"
 
 /* ---- a recording fake downstream: 200 {} to all, /slow after 300 ms ---- */
@@ -96,7 +96,8 @@ h_async(zc_req *req, zc_res *res, void *arg)
 	(void)arg;
 	for (i = 0; i < 2; i++) {
 		call = zc_call_new(req, "t-down", "POST", paths[i]);
-		if (call == NULL || zc_call_jsonf(call, "{s:i}", "i", i) != ZC_OK ||
+		if (call == NULL ||
+		    zc_call_jsonf(call, "{s:i}", "i", i) != ZC_OK ||
 		    zc_call_send_async(call) != ZC_OK) {
 			zc_call_free(call);
 			return zc_res_error(res, 500, "queue");
@@ -327,9 +328,9 @@ END_TEST
 
 START_TEST(test_future_version_downgraded)
 {
-	static const char *const h[] = {
-		"traceparent: cc-" TID "-" PID "-01-future",
-		"tracestate: k=v", NULL};
+	static const char *const h[] = {"traceparent: cc-" TID "-" PID
+					"-01-future",
+					"tracestate: k=v", NULL};
 	struct zc_trace t;
 	char ts[64];
 
