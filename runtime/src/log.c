@@ -458,6 +458,7 @@ line_out(zc_level level, const zc_req *req, const struct access *acc,
 	const char *trace_id = req != NULL ? req->trace.trace_id : NULL;
 	size_t cap, tl;
 	char time[TIME_LEN + 1];
+	bool esc;
 
 	format_time(time);
 	if (log_json) {
@@ -473,7 +474,9 @@ line_out(zc_level level, const zc_req *req, const struct access *acc,
 			return;
 		}
 	}
-	cap = HEAD_MAX + (has_controls(msg, mn) ? 4 * mn : mn) + TAIL_MAX;
+	/* every line is scanned once: the answer sizes it and picks the copy */
+	esc = has_controls(msg, mn);
+	cap = HEAD_MAX + (esc ? 4 * mn : mn) + TAIL_MAX;
 	if (cap > sizeof(stackline) && (line = malloc(cap)) == NULL) {
 		line = stackline; /* truncated beats nothing */
 		mn = sizeof(stackline) - HEAD_MAX - TAIL_MAX;
@@ -490,7 +493,7 @@ line_out(zc_level level, const zc_req *req, const struct access *acc,
 	p += log_name_len;
 	*p++ = ':';
 	*p++ = ' ';
-	if (has_controls(msg, mn))
+	if (esc)
 		p += escape_controls(msg, mn, p);
 	else {
 		memcpy(p, msg, mn);
