@@ -47,9 +47,16 @@ queue(struct MHD_Connection *conn, zc_app *app, zc_req *req, zc_res *res)
 	enum MHD_Result ret;
 	size_t i;
 
-	/* the handler's lines and the access line, before the answer goes */
+	long long ns = zc__now_ns() - req->start_ns;
+
+	/*
+	 * The handler's lines, the access line and the metrics, all before
+	 * the answer goes: a client that has its answer finds it logged and
+	 * counted (a scrape right after it included it).
+	 */
 	req->status = res->status;
-	zc__log_release(req, res->status, zc__now_ns() - req->start_ns);
+	zc__metrics_request(req->route_id, req->method, res->status, ns);
+	zc__log_release(req, res->status, ns);
 	r = MHD_create_response_from_buffer(res->len, res->body,
 					    MHD_RESPMEM_MUST_FREE);
 	if (r == NULL)
@@ -526,19 +533,14 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	zc_app *app = cls;
 	zc_req *req = *con_cls;
-	long long ns;
 
 	if (req == NULL)
 		return;
 	/* answered (or abandoned): no longer in flight */
 	recv_remove(req);
 	atomic_fetch_sub(&app->inflight, 1);
-	ns = zc__now_ns() - req->start_ns;
-	if (req->status != 0)
-		/* (the access line went out with the response, in queue()) */
-		zc__metrics_request(req->route_id, req->method, req->status,
-				    ns);
-	else
+	/* an answered request was logged and counted in queue() */
+	if (req->status == 0)
 		zc_warn("%s %s: connection ended before a response (%s)",
 			req->method, req->path,
 			toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED
