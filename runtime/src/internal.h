@@ -187,6 +187,8 @@ struct zc_server;
 struct zc_server *zc__server_start(zc_app *app, char *err, size_t errsize);
 /* Stop accepting new connections (close the listener). */
 void zc__server_quiesce(struct zc_server *srv);
+/* open connections per event loop (one when not balanced): loops filled */
+int zc__server_connections(int *per_loop, int max);
 void zc__server_stop(struct zc_server *srv);
 /* libmicrohttpd's percent-decoding, except that a %00 makes the whole
  * string "\x01" (dispatch refuses it): used by the server and tests. */

@@ -241,6 +241,16 @@ zc__metrics_render(zc_app *app, zc_res *res)
 	     "# TYPE zc_http_requests_in_flight gauge\n"
 	     "zc_http_requests_in_flight %ld\n",
 	     (long)atomic_load(&app->inflight));
+	{
+		int conns[1024], n = zc__server_connections(conns, 1024), k;
+
+		outf(&o, "# HELP zc_http_connections_open Client connections "
+			 "open, by event loop.\n# TYPE "
+			 "zc_http_connections_open gauge\n");
+		for (k = 0; k < n; k++)
+			outf(&o, "zc_http_connections_open{loop=\"%d\"} %d\n",
+			     k, conns[k]);
+	}
 	outf(&o,
 	     "# HELP zc_http_requests_shed_total Requests refused with 503 "
 	     "over ZC_MAX_INFLIGHT.\n# TYPE zc_http_requests_shed_total "

@@ -1,11 +1,13 @@
 /*
- * server.c - the libmicrohttpd side: an epoll event loop on a pool of
- * threads, each request's body gathered under its limit, handed to
- * zc__dispatch, and the response given to MHD without a copy.
+ * server.c - the libmicrohttpd side: epoll event loops on ZC_THREADS
+ * threads fed by one acceptor, each request's body gathered under its
+ * limit, handed to zc__dispatch, and the response given to MHD without a
+ * copy.
  *
- * Threading mode, chosen by measurement (BENCHMARKS.md): epoll with an
- * internal thread pool.  Handlers run on the pool thread that read the
- * request, so there is no hand-off between threads on the hot path.
+ * Threading mode, chosen by measurement (BENCHMARKS.md): an epoll event
+ * loop per thread.  Handlers run on the loop thread that read the request,
+ * so there is no hand-off between threads on the hot path; the acceptor
+ * touches a connection once, when it arrives.
  */
 #include "internal.h"
 
@@ -24,8 +26,31 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-struct zc_server {
+/*
+ * One event loop (an MHD daemon with its own thread and epoll set) per
+ * pool thread, fed by one acceptor thread.  MHD's own thread pool lets
+ * every worker accept from the shared listening socket, up to 10 at a
+ * wake-up, so a burst of connections lands unevenly (19 on one thread, 2
+ * on another, counted under the bench); a handler waiting on its
+ * downstream then holds up every other connection of its thread, which is
+ * what the p99 tail was made of.  The acceptor gives each new connection
+ * to the loop with the fewest open connections, round-robin among equals.
+ */
+struct zc_worker {
 	struct MHD_Daemon *daemon;
+	atomic_int conns; /* open on this loop: NOTIFY_STARTED - CLOSED */
+};
+
+struct zc_server {
+	struct MHD_Daemon *daemon; /* one loop or thread per connection */
+	struct zc_worker one;      /* its count */
+	struct zc_worker *workers; /* or: balanced loops, daemon NULL */
+	unsigned nworkers;
+	unsigned next; /* acceptor's round-robin start */
+	int lfd;       /* the acceptor's listening socket */
+	pthread_t acceptor;
+	bool acceptor_running;
+	atomic_bool quiescing;
 	zc_app *app;
 	pthread_t watchdog;
 	bool watchdog_running;
@@ -315,11 +340,14 @@ static void
 on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 	      enum MHD_ConnectionNotificationCode toe)
 {
+	struct zc_worker *w = cls;
 	struct conn_track *t;
 	unsigned i;
 
-	(void)cls;
 	pthread_once(&conns_once, conns_init);
+	if (w != NULL)
+		atomic_fetch_add(&w->conns,
+				 toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		t = calloc(1, sizeof(*t));
 		*socket_context = t;
@@ -573,8 +601,15 @@ mhd_log(void *cls, const char *fmt, va_list ap)
 	zc_warn("libmicrohttpd: %s", msg);
 }
 
+/*
+ * A daemon with the runtime's options, counting its connections in w.
+ * MHD listens itself (addr, or every interface when NULL) unless
+ * extra_flags has MHD_USE_NO_LISTEN_SOCKET: one of the acceptor's loops.
+ * conn_limit 0: MHD's default.
+ */
 static struct MHD_Daemon *
-start(zc_app *app, unsigned extra_flags, const struct sockaddr *addr)
+start(zc_app *app, unsigned extra_flags, const struct sockaddr *addr,
+      struct zc_worker *w, unsigned conn_limit)
 {
 	const zc_config *cfg = &app->cfg;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
@@ -582,23 +617,21 @@ start(zc_app *app, unsigned extra_flags, const struct sockaddr *addr)
 	struct MHD_OptionItem ops[12];
 	int n = 0;
 
-	/* thread per connection uses poll(); the pool uses epoll */
+	/* thread per connection uses poll(); the loops use epoll */
 	if (cfg->thread_per_connection)
 		flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
 	else
 		flags |= getenv("ZC_POLL") ? MHD_USE_POLL : MHD_USE_EPOLL;
-	if (cfg->threads > 1 && !cfg->thread_per_connection)
-		ops[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
-						   cfg->threads, NULL};
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
 					   cfg->idle_timeout_s, NULL};
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 					   (intptr_t)cfg->max_header, NULL};
-	if (cfg->max_connections > 0)
+	if (conn_limit > 0)
 		ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
-						   cfg->max_connections, NULL};
-	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE,
-					   1, NULL};
+						   conn_limit, NULL};
+	if (!(extra_flags & MHD_USE_NO_LISTEN_SOCKET))
+		ops[n++] = (struct MHD_OptionItem){
+			MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK,
 					   (intptr_t)zc__unescape, NULL};
 	if (addr != NULL)
@@ -611,74 +644,322 @@ start(zc_app *app, unsigned extra_flags, const struct sockaddr *addr)
 				on_request, app, MHD_OPTION_EXTERNAL_LOGGER,
 				mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED,
 				on_completed, app, MHD_OPTION_NOTIFY_CONNECTION,
-				on_connection, NULL, MHD_OPTION_ARRAY, ops,
+				on_connection, w, MHD_OPTION_ARRAY, ops,
 				MHD_OPTION_END);
 }
 
-struct zc_server *
-zc__server_start(zc_app *app, char *err, size_t errsize)
+/*
+ * The address to serve on: ZC_LISTEN_ADDRESS, or every interface (IPv6
+ * and IPv4 when the host has IPv6, IPv4 otherwise: *dual says which to
+ * try first).  0, or -1 with err set for an address that does not parse.
+ */
+static int
+listen_addr(const zc_config *cfg, struct sockaddr_storage *ss, bool *dual,
+	    char *err, size_t errsize)
 {
-	struct zc_server *srv = calloc(1, sizeof(*srv));
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
 
-	if (srv == NULL) {
-		snprintf(err, errsize, "out of memory");
-		return NULL;
+	memset(ss, 0, sizeof(*ss));
+	*dual = false;
+	if (cfg->listen_address == NULL) {
+		*dual = true;
+		a6->sin6_family = AF_INET6;
+		a6->sin6_addr = in6addr_any;
+		a6->sin6_port = htons((uint16_t)cfg->port);
+		return 0;
 	}
-	srv->app = app;
-	srv->listen_fd = MHD_INVALID_SOCKET;
-	if (app->cfg.listen_address != NULL) {
-		struct sockaddr_in6 a6;
-		struct sockaddr_in a4;
+	if (inet_pton(AF_INET, cfg->listen_address, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)cfg->port);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, cfg->listen_address, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)cfg->port);
+		return 0;
+	}
+	snprintf(err, errsize,
+		 "invalid ZC_LISTEN_ADDRESS=\"%.64s\": expected an IPv4 or "
+		 "IPv6 address",
+		 cfg->listen_address);
+	return -1;
+}
 
-		memset(&a4, 0, sizeof(a4));
-		memset(&a6, 0, sizeof(a6));
-		if (inet_pton(AF_INET, app->cfg.listen_address, &a4.sin_addr) ==
-		    1) {
-			a4.sin_family = AF_INET;
-			a4.sin_port = htons((uint16_t)app->cfg.port);
-			srv->daemon =
-				start(app, 0, (const struct sockaddr *)&a4);
-		} else if (inet_pton(AF_INET6, app->cfg.listen_address,
-				     &a6.sin6_addr) == 1) {
-			a6.sin6_family = AF_INET6;
-			a6.sin6_port = htons((uint16_t)app->cfg.port);
-			srv->daemon = start(app, MHD_USE_IPv6,
-					    (const struct sockaddr *)&a6);
-		} else {
-			snprintf(
-				err, errsize,
-				"invalid ZC_LISTEN_ADDRESS=\"%.64s\": expected "
-				"an IPv4 or IPv6 address",
-				app->cfg.listen_address);
-			free(srv);
-			return NULL;
+/* A listening socket on ss (dual: IPv4 too), or -1 with errno set. */
+static int
+open_listener(const struct sockaddr_storage *ss, bool dual)
+{
+	int one = 1, zero = 0, fd, e;
+	socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						  : sizeof(struct sockaddr_in);
+
+	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	/*
+	 * SO_REUSEADDR only: a restart binds at once despite TIME_WAIT, and
+	 * a second process on the port fails instead of sharing it.
+	 */
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (dual)
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero,
+				 sizeof(zero));
+	if (bind(fd, (const struct sockaddr *)ss, len) != 0 ||
+	    listen(fd, SOMAXCONN) != 0) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+/* Accept errors that say nothing about the listener: go on at once. */
+static bool
+accept_transient(int e)
+{
+	return e == EINTR || e == ECONNABORTED || e == EPROTO || e == EAGAIN ||
+	       e == EWOULDBLOCK || e == ENETDOWN || e == ENOPROTOOPT ||
+	       e == EHOSTDOWN || e == ENONET || e == EHOSTUNREACH ||
+	       e == EOPNOTSUPP || e == ENETUNREACH;
+}
+
+static void *
+acceptor(void *arg)
+{
+	struct zc_server *srv = arg;
+	long long warned_ns = 0;
+
+	for (;;) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		struct zc_worker *w;
+		unsigned i, k, best;
+		int fd, e, least;
+
+		fd = accept4(srv->lfd, (struct sockaddr *)&ss, &len,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			e = errno;
+			if (atomic_load(&srv->quiescing))
+				break;
+			if (accept_transient(e))
+				continue;
+			/*
+			 * Out of descriptors or memory: the connection waits
+			 * in the backlog; say so once a second, retry soon.
+			 */
+			if (zc__now_ns() - warned_ns > 1000000000LL) {
+				warned_ns = zc__now_ns();
+				zc_warn("accept: %s (retrying)", strerror(e));
+			}
+			usleep(10000);
+			continue;
 		}
-	} else {
+		/* fewest open connections, round-robin among equals */
+		best = srv->next % srv->nworkers;
+		least = atomic_load(&srv->workers[best].conns);
+		for (i = 1; i < srv->nworkers && least > 0; i++) {
+			int c;
+
+			k = (srv->next + i) % srv->nworkers;
+			c = atomic_load(&srv->workers[k].conns);
+			if (c < least) {
+				least = c;
+				best = k;
+			}
+		}
+		srv->next = best + 1;
+		w = &srv->workers[best];
+		/* on failure MHD has closed fd and said why */
+		(void)MHD_add_connection(w->daemon, fd,
+					 (const struct sockaddr *)&ss, len);
+	}
+	return NULL;
+}
+
+/* cfg->threads event loops fed by one acceptor; false with err set. */
+static bool
+start_balanced(struct zc_server *srv, char *err, size_t errsize)
+{
+	const zc_config *cfg = &srv->app->cfg;
+	struct sockaddr_storage ss;
+	unsigned total, i, n = (unsigned)cfg->threads;
+	bool dual;
+
+	if (listen_addr(cfg, &ss, &dual, err, errsize) != 0)
+		return false;
+	srv->lfd = open_listener(&ss, dual);
+	if (srv->lfd < 0 && dual && errno == EAFNOSUPPORT) {
+		/* no IPv6 on this host: every IPv4 interface */
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+
+		memset(&ss, 0, sizeof(ss));
+		a4->sin_family = AF_INET;
+		a4->sin_addr.s_addr = htonl(INADDR_ANY);
+		a4->sin_port = htons((uint16_t)cfg->port);
+		srv->lfd = open_listener(&ss, false);
+	}
+	if (srv->lfd < 0) {
+		snprintf(err, errsize, "cannot listen on port %d: %s",
+			 cfg->port, strerror(errno));
+		return false;
+	}
+	/* the total limit split as MHD splits it over its own pool */
+	total = cfg->max_connections > 0 ? cfg->max_connections
+					 : FD_SETSIZE - 4;
+	if (n > total)
+		n = total; /* no loop without a connection to serve */
+	srv->workers = calloc(n, sizeof(*srv->workers));
+	if (srv->workers == NULL) {
+		snprintf(err, errsize, "out of memory");
+		return false;
+	}
+	for (i = 0; i < n; i++) {
+		unsigned limit = total / n + (i < total % n ? 1 : 0);
+
+		atomic_init(&srv->workers[i].conns, 0);
+		srv->workers[i].daemon =
+			start(srv->app, MHD_USE_NO_LISTEN_SOCKET, NULL,
+			      &srv->workers[i], limit);
+		if (srv->workers[i].daemon == NULL) {
+			snprintf(err, errsize,
+				 "cannot start event loop %u of %u", i + 1, n);
+			return false;
+		}
+		srv->nworkers = i + 1;
+	}
+	atomic_init(&srv->quiescing, false);
+	if (pthread_create(&srv->acceptor, NULL, acceptor, srv) != 0) {
+		snprintf(err, errsize, "cannot start the acceptor thread");
+		return false;
+	}
+	srv->acceptor_running = true;
+	return true;
+}
+
+static void
+free_server(struct zc_server *srv)
+{
+	unsigned i;
+
+	if (srv->acceptor_running) {
+		atomic_store(&srv->quiescing, true);
+		shutdown(srv->lfd, SHUT_RDWR);
+		pthread_join(srv->acceptor, NULL);
+	}
+	for (i = 0; i < srv->nworkers; i++)
+		MHD_stop_daemon(srv->workers[i].daemon);
+	free(srv->workers);
+	if (srv->daemon != NULL)
+		MHD_stop_daemon(srv->daemon);
+	if (srv->lfd >= 0)
+		close(srv->lfd);
+	if (srv->listen_fd != MHD_INVALID_SOCKET)
+		close(srv->listen_fd);
+	free(srv);
+}
+
+static bool
+start_single(struct zc_server *srv, char *err, size_t errsize)
+{
+	zc_app *app = srv->app;
+	struct sockaddr_storage ss;
+	bool dual;
+
+	if (listen_addr(&app->cfg, &ss, &dual, err, errsize) != 0)
+		return false;
+	if (dual) {
 		/* All interfaces, IPv6 and IPv4; IPv4 alone without IPv6. */
-		srv->daemon = start(app, MHD_USE_DUAL_STACK, NULL);
+		srv->daemon = start(app, MHD_USE_DUAL_STACK, NULL, &srv->one,
+				    app->cfg.max_connections);
 		if (srv->daemon == NULL)
-			srv->daemon = start(app, 0, NULL);
+			srv->daemon = start(app, 0, NULL, &srv->one,
+					    app->cfg.max_connections);
+	} else {
+		srv->daemon =
+			start(app, ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0,
+			      (const struct sockaddr *)&ss, &srv->one,
+			      app->cfg.max_connections);
 	}
 	if (srv->daemon == NULL) {
 		snprintf(err, errsize,
 			 "cannot listen on port %d (in use, or not "
 			 "permitted)",
 			 app->cfg.port);
-		free(srv);
+		return false;
+	}
+	return true;
+}
+
+struct zc_server *
+zc__server_start(zc_app *app, char *err, size_t errsize)
+{
+	struct zc_server *srv = calloc(1, sizeof(*srv));
+	bool ok;
+
+	if (srv == NULL) {
+		snprintf(err, errsize, "out of memory");
+		return NULL;
+	}
+	srv->app = app;
+	srv->lfd = -1;
+	srv->listen_fd = MHD_INVALID_SOCKET;
+	atomic_init(&srv->one.conns, 0);
+	/* connections counted before the first one arrives */
+	pthread_once(&conns_once, conns_init);
+	if (app->cfg.threads > 1 && !app->cfg.thread_per_connection)
+		ok = start_balanced(srv, err, errsize);
+	else
+		ok = start_single(srv, err, errsize);
+	if (!ok) {
+		free_server(srv);
 		return NULL;
 	}
 	running = srv;
 	pthread_once(&recv_once, recv_init);
-	pthread_once(&conns_once, conns_init);
 	atomic_init(&srv->stopping, false);
 	srv->watchdog_running =
 		pthread_create(&srv->watchdog, NULL, watchdog, srv) == 0;
 	return srv;
 }
 
+int
+zc__server_connections(int *per_loop, int max)
+{
+	struct zc_server *srv = running;
+	int i, n;
+
+	if (srv == NULL || max <= 0)
+		return 0;
+	if (srv->workers == NULL) {
+		per_loop[0] = atomic_load(&srv->one.conns);
+		return 1;
+	}
+	n = (int)srv->nworkers < max ? (int)srv->nworkers : max;
+	for (i = 0; i < n; i++)
+		per_loop[i] = atomic_load(&srv->workers[i].conns);
+	return n;
+}
+
 void
 zc__server_quiesce(struct zc_server *srv)
 {
+	if (srv->acceptor_running) {
+		/*
+		 * shutdown() refuses new connections and wakes accept();
+		 * no loop holds the socket, so it closes once the acceptor
+		 * has gone.
+		 */
+		atomic_store(&srv->quiescing, true);
+		shutdown(srv->lfd, SHUT_RDWR);
+		pthread_join(srv->acceptor, NULL);
+		srv->acceptor_running = false;
+		close(srv->lfd);
+		srv->lfd = -1;
+		return;
+	}
 	/*
 	 * MHD hands the listening socket back; worker threads may still
 	 * hold it in their epoll sets, so it is shut down now (new
@@ -695,9 +976,6 @@ zc__server_stop(struct zc_server *srv)
 	atomic_store(&srv->stopping, true);
 	if (srv->watchdog_running)
 		pthread_join(srv->watchdog, NULL);
-	MHD_stop_daemon(srv->daemon);
-	if (srv->listen_fd != MHD_INVALID_SOCKET)
-		close(srv->listen_fd);
 	running = NULL;
-	free(srv);
+	free_server(srv);
 }

@@ -4,10 +4,12 @@ log, and ZC_MAX_INFLIGHT's immediate 503 with readiness saying so."""
 import json
 import os
 import re
+import socket
 import threading
 import time
 
-from harness import CONFIG, E2ETestCase, T, poll, request
+from harness import (CONFIG, E2ETestCase, T, poll, read_raw_response,
+                     request)
 
 SAMPLE = re.compile(
     r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.eE+-]+|\+Inf|NaN)$')
@@ -102,6 +104,89 @@ class MetricsTest(E2ETestCase):
         self.assertEqual(request(p.port, "GET", "/metrics").status, 404)
         q = self.spawn("audit-logger", {"ZC_METRICS_PATH": "off"})
         self.assertJsonError(request(q.port, "GET", "/metrics"), 404)
+
+
+class ConnectionBalanceTest(E2ETestCase):
+    """New connections go to the event loop with the fewest open ones, so
+    a burst does not pile onto one thread (where a handler waiting on its
+    downstream would hold up all the others); /metrics shows the spread.
+    Scrapes go over a kept connection of their own, so the counts are
+    exact: every open connection is one of the test's."""
+
+    def kept(self, port):
+        s = socket.create_connection(("127.0.0.1", port), timeout=T(5))
+        self.addCleanup(s.close)
+        s.sendall(b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n")
+        r, rest = read_raw_response(s)
+        self.assertEqual(r.status, 404)
+        self.assertEqual(rest, b"")
+        return s
+
+    def loops(self, scraper):
+        scraper.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+        r, _ = read_raw_response(scraper)
+        self.assertEqual(r.status, 200)
+        s = parse_metrics(r.text)
+        return {dict(ls)["loop"]: int(v) for (n, ls), v in s.items()
+                if n == "zc_http_connections_open"}
+
+    def settled(self, scraper, total):
+        """Counts once they sum to total (a closed socket is noticed by
+        its loop a moment later; readiness probes' connections go)."""
+        got = {}
+
+        def ok():
+            got.update(self.loops(scraper))
+            return sum(got.values()) == total
+        self.assertTrue(poll(ok, T(3)), "%r, want %d open" % (got, total))
+        return got
+
+    def test_burst_spreads_evenly_over_loops(self):
+        p = self.spawn("audit-logger", {"ZC_THREADS": "4"})
+        m = self.kept(p.port)
+        self.settled(m, 1)
+        socks = [self.kept(p.port) for _ in range(11)]
+        got = self.settled(m, 12)
+        self.assertEqual(sorted(got), ["0", "1", "2", "3"])
+        self.assertEqual(sorted(got.values()), [3, 3, 3, 3], got)
+        for s in socks:
+            s.close()
+        self.settled(m, 1)
+
+    def test_least_loaded_loop_gets_the_next_connection(self):
+        p = self.spawn("audit-logger", {"ZC_THREADS": "2"})
+        m = self.kept(p.port)
+        counts = self.settled(m, 1)
+        home = [k for k, v in counts.items() if v == 1][0]  # m's loop
+        other = [k for k in counts if k != home][0]
+        # open six, noting which loop each went to
+        on_other = []
+        for i in range(6):
+            s = self.kept(p.port)
+            now = self.settled(m, i + 2)
+            (grew,) = [k for k in now if now[k] > counts[k]]
+            if grew == other:
+                on_other.append(s)
+            counts = now
+        self.assertEqual(sorted(counts.values()), [3, 4], counts)
+        # empty the other loop: it has none, m's loop has 4
+        for s in on_other:
+            s.close()
+        counts = self.settled(m, 7 - len(on_other))
+        self.assertEqual(counts[other], 0, counts)
+        # round-robin would split the next two; least-loaded gives both
+        # to the empty loop, which still has fewer after the first
+        self.kept(p.port)
+        self.kept(p.port)
+        got = self.settled(m, sum(counts.values()) + 2)
+        self.assertEqual(got, {other: 2, home: counts[home]})
+
+    def test_one_thread_one_loop(self):
+        p = self.spawn("audit-logger", {"ZC_THREADS": "1"})
+        m = self.kept(p.port)
+        for _ in range(3):
+            self.kept(p.port)
+        self.assertEqual(self.settled(m, 4), {"0": 4})
 
 
 class JsonLogTest(E2ETestCase):
