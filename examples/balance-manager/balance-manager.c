@@ -15,6 +15,7 @@
  * com.example.balance.updated {account, amount, new_balance,
  * transaction_id} for audit-logger.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,27 @@
 
 static ledger *balances;
 static int audit_async = 1;
+
+/*
+ * A full queue means overload, when every update would say so: one
+ * warning a second, with how many it stands for.
+ */
+static void
+warn_in_line(zc_err err)
+{
+	static _Atomic long long last_s = -1;
+	static atomic_ulong more;
+	long long now = (long long)time(NULL), prev = atomic_load(&last_s);
+
+	if (now == prev ||
+	    !atomic_compare_exchange_strong(&last_s, &prev, now)) {
+		atomic_fetch_add(&more, 1);
+		return;
+	}
+	zc_warn("audit queue: %s; sending in line (and %lu more since the "
+		"last warning)",
+		zc_strerror(err), atomic_exchange(&more, 0));
+}
 
 /*
  * The audit call carries a key derived from the update's own key, so the
@@ -68,7 +90,7 @@ audit(zc_req *req, const char *account, int64_t amount, int64_t balance)
 			return; /* the runtime owns the call now */
 		}
 		/* queue full or closed: deliver in line rather than drop */
-		zc_warn("audit queue: %s; sending in line", zc_strerror(err));
+		warn_in_line(err);
 		err = ZC_OK;
 	}
 	if (err == ZC_OK)

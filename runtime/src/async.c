@@ -84,6 +84,7 @@ worker(void *arg)
 	zc_err err;
 
 	(void)arg;
+	pthread_setname_np(pthread_self(), "zc-async"); /* for top -H, tests */
 	pthread_mutex_lock(&q.mu);
 	for (;;) {
 		while (q.count == 0 && !q.stopping)

@@ -139,7 +139,7 @@ zc__config_load(zc_config *cfg, char *err, size_t errsize)
 	zc_policy_default(&cfg->policy);
 	cfg->client_max_reply = 8 * 1024 * 1024;
 	cfg->async_queue = 1024;
-	cfg->async_workers = 2;
+	cfg->async_workers = 0; /* as many as server threads (app.c) */
 	cfg->idem_max_keys = 10000;
 	cfg->idem_ttl_s = 3600;
 

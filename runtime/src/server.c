@@ -411,8 +411,10 @@ watchdog(void *arg)
 	struct conn_track *t;
 	unsigned ticks = 0;
 	zc_req *r;
+
 	int i;
 
+	pthread_setname_np(pthread_self(), "zc-watchdog");
 	for (; !atomic_load(&srv->stopping); nanosleep(&tick, NULL)) {
 		long long now = zc__now_ns();
 
@@ -731,6 +733,7 @@ acceptor(void *arg)
 	struct zc_server *srv = arg;
 	long long warned_ns = 0;
 
+	pthread_setname_np(pthread_self(), "zc-accept");
 	for (;;) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);

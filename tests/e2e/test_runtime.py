@@ -1,10 +1,12 @@
 """Runtime behaviour shared by every function: routing errors, health
-endpoints, HEAD/OPTIONS, keep-alive and the body limit."""
+endpoints, HEAD/OPTIONS, keep-alive, the body limit and its threads."""
 import http.client
+import os
 import socket
+import time
 
-from harness import (FUNCTIONS, E2ETestCase, T, read_raw_response, request,
-                     send_large)
+from harness import (FUNCTIONS, E2ETestCase, T, poll, read_raw_response,
+                     request, send_large)
 
 ROUTES = {
     "audit-logger": "/log",
@@ -173,3 +175,55 @@ class RuntimeTest(E2ETestCase):
         self.assertLessEqual(len(body), 1 << 20)
         r = send_large(a.port, "POST", "/log", body, timeout=T(15))
         self.assertStatus(r, 200)
+
+
+def thread_names(pid):
+    names = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass  # the thread ended
+    return names
+
+
+class ThreadsTest(E2ETestCase):
+    """The threads a function runs, by name (top -H shows the same): an
+    acceptor when there are several event loops, and fire-and-forget
+    delivery threads, as many as server threads unless
+    ZC_ASYNC_WORKERS says otherwise, started by the first async call."""
+
+    def async_threads_after_update(self, env):
+        audit = self.spawn("audit-logger")
+        e = {"AUDIT_LOGGER_URL": audit.url}
+        e.update(env)
+        bm = self.spawn("balance-manager", e)
+        self.assertNotIn("zc-async", thread_names(bm.pid),
+                         "delivery threads before any async call")
+        r = request(bm.port, "POST", "/update",
+                    {"account": "THR-1", "amount": 1})
+        self.assertEqual(r.status, 200)
+        got = []
+
+        def started():
+            got[:] = thread_names(bm.pid)
+            return "zc-async" in got
+        self.assertTrue(poll(started, T(3)), got)
+        time.sleep(0.05)  # let every worker of the batch start
+        return thread_names(bm.pid)
+
+    def test_async_workers_default_to_server_threads(self):
+        names = self.async_threads_after_update({"ZC_THREADS": "3"})
+        self.assertEqual(names.count("zc-async"), 3, names)
+        self.assertEqual(names.count("zc-accept"), 1, names)
+
+    def test_async_workers_setting_wins(self):
+        names = self.async_threads_after_update(
+            {"ZC_THREADS": "3", "ZC_ASYNC_WORKERS": "1"})
+        self.assertEqual(names.count("zc-async"), 1, names)
+
+    def test_one_thread_no_acceptor(self):
+        names = self.async_threads_after_update({"ZC_THREADS": "1"})
+        self.assertEqual(names.count("zc-async"), 1, names)
+        self.assertEqual(names.count("zc-accept"), 0, names)
