@@ -46,8 +46,9 @@ struct zc_server {
 	struct zc_worker one;      /* its count */
 	struct zc_worker *workers; /* or: balanced loops, daemon NULL */
 	unsigned nworkers;
-	unsigned next; /* acceptor's round-robin start */
-	int lfd;       /* the acceptor's listening socket */
+	unsigned limit; /* ZC_MAX_CONNECTIONS over all loops */
+	unsigned next;  /* acceptor's round-robin start */
+	int lfd;        /* the acceptor's listening socket */
 	pthread_t acceptor;
 	bool acceptor_running;
 	atomic_bool quiescing;
@@ -727,6 +728,17 @@ accept_transient(int e)
 	       e == EOPNOTSUPP || e == ENETUNREACH;
 }
 
+static unsigned
+open_total(struct zc_server *srv)
+{
+	unsigned i;
+	int n = 0;
+
+	for (i = 0; i < srv->nworkers; i++)
+		n += atomic_load(&srv->workers[i].conns);
+	return n > 0 ? (unsigned)n : 0;
+}
+
 static void *
 acceptor(void *arg)
 {
@@ -738,9 +750,17 @@ acceptor(void *arg)
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
 		struct zc_worker *w;
-		unsigned i, k, best;
+		unsigned i, k, best, before;
 		int fd, e, least;
 
+		/*
+		 * At the limit, the next connection waits in the listen
+		 * backlog until one closes, as with MHD's own listener
+		 * (accepting it would only have MHD close it).
+		 */
+		while (open_total(srv) >= srv->limit &&
+		       !atomic_load(&srv->quiescing))
+			usleep(1000);
 		fd = accept4(srv->lfd, (struct sockaddr *)&ss, &len,
 			     SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
@@ -760,6 +780,7 @@ acceptor(void *arg)
 			usleep(10000);
 			continue;
 		}
+		before = open_total(srv);
 		/* fewest open connections, round-robin among equals */
 		best = srv->next % srv->nworkers;
 		least = atomic_load(&srv->workers[best].conns);
@@ -776,8 +797,22 @@ acceptor(void *arg)
 		srv->next = best + 1;
 		w = &srv->workers[best];
 		/* on failure MHD has closed fd and said why */
-		(void)MHD_add_connection(w->daemon, fd,
-					 (const struct sockaddr *)&ss, len);
+		if (MHD_add_connection(w->daemon, fd,
+				       (const struct sockaddr *)&ss,
+				       len) == MHD_YES &&
+		    before + 1 >= srv->limit) {
+			/*
+			 * Near the limit, wait (10 ms at most) for the loop to
+			 * count it, so the check above sees it: otherwise
+			 * the next accept could pass the limit and MHD would
+			 * close that connection instead of leaving it queued.
+			 */
+			long long until = zc__now_ns() + 10000000LL;
+
+			while (open_total(srv) < before + 1 &&
+			       zc__now_ns() < until)
+				usleep(100);
+		}
 	}
 	return NULL;
 }
@@ -814,6 +849,7 @@ start_balanced(struct zc_server *srv, char *err, size_t errsize)
 					 : FD_SETSIZE - 4;
 	if (n > total)
 		n = total; /* no loop without a connection to serve */
+	srv->limit = total;
 	srv->workers = calloc(n, sizeof(*srv->workers));
 	if (srv->workers == NULL) {
 		snprintf(err, errsize, "out of memory");

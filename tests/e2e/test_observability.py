@@ -181,6 +181,36 @@ class ConnectionBalanceTest(E2ETestCase):
         got = self.settled(m, sum(counts.values()) + 2)
         self.assertEqual(got, {other: 2, home: counts[home]})
 
+    def limit_holds_next_in_backlog(self, threads):
+        p = self.spawn("audit-logger", {"ZC_THREADS": threads,
+                                        "ZC_MAX_CONNECTIONS": "2"})
+        m = self.kept(p.port)
+        other = self.kept(p.port)
+        self.settled(m, 2)
+        # the third is connected by the kernel (backlog) but not served
+        third = socket.create_connection(("127.0.0.1", p.port),
+                                         timeout=T(5))
+        self.addCleanup(third.close)
+        third.sendall(b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n")
+        third.settimeout(0.3)
+        try:
+            early = third.recv(4096)
+        except socket.timeout:
+            early = None
+        self.assertIsNone(early, "served (or closed: %r) over the limit"
+                          % early)
+        # one closes: the waiting one is taken and answered
+        other.close()
+        third.settimeout(T(3))
+        r, _ = read_raw_response(third)
+        self.assertEqual(r.status, 404)
+
+    def test_connection_limit_leaves_next_in_backlog(self):
+        self.limit_holds_next_in_backlog("2")
+
+    def test_connection_limit_one_thread(self):
+        self.limit_holds_next_in_backlog("1")
+
     def test_one_thread_one_loop(self):
         p = self.spawn("audit-logger", {"ZC_THREADS": "1"})
         m = self.kept(p.port)
