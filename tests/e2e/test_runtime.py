@@ -194,7 +194,10 @@ class ThreadsTest(E2ETestCase):
     delivery threads, as many as server threads unless
     ZC_ASYNC_WORKERS says otherwise, started by the first async call."""
 
-    def async_threads_after_update(self, env):
+    def async_threads_after_update(self, env, want):
+        """Thread names once want delivery threads are up (each names
+        itself when it starts, a moment after pthread_create), and still
+        want a little later: none more is coming."""
         audit = self.spawn("audit-logger")
         e = {"AUDIT_LOGGER_URL": audit.url}
         e.update(env)
@@ -208,22 +211,21 @@ class ThreadsTest(E2ETestCase):
 
         def started():
             got[:] = thread_names(bm.pid)
-            return "zc-async" in got
+            return got.count("zc-async") >= want
         self.assertTrue(poll(started, T(3)), got)
-        time.sleep(0.05)  # let every worker of the batch start
-        return thread_names(bm.pid)
+        time.sleep(T(0.1))
+        names = thread_names(bm.pid)
+        self.assertEqual(names.count("zc-async"), want, names)
+        return names
 
     def test_async_workers_default_to_server_threads(self):
-        names = self.async_threads_after_update({"ZC_THREADS": "3"})
-        self.assertEqual(names.count("zc-async"), 3, names)
+        names = self.async_threads_after_update({"ZC_THREADS": "3"}, 3)
         self.assertEqual(names.count("zc-accept"), 1, names)
 
     def test_async_workers_setting_wins(self):
-        names = self.async_threads_after_update(
-            {"ZC_THREADS": "3", "ZC_ASYNC_WORKERS": "1"})
-        self.assertEqual(names.count("zc-async"), 1, names)
+        self.async_threads_after_update(
+            {"ZC_THREADS": "3", "ZC_ASYNC_WORKERS": "1"}, 1)
 
     def test_one_thread_no_acceptor(self):
-        names = self.async_threads_after_update({"ZC_THREADS": "1"})
-        self.assertEqual(names.count("zc-async"), 1, names)
+        names = self.async_threads_after_update({"ZC_THREADS": "1"}, 1)
         self.assertEqual(names.count("zc-accept"), 0, names)
