@@ -64,7 +64,7 @@ struct zc_server {
  * server stays alive until the process ends; keeping it reachable here says
  * so to LeakSanitizer.
  */
-static struct zc_server *volatile running;
+static _Atomic(struct zc_server *) running; /* also read by /metrics */
 
 static enum MHD_Result
 queue(struct MHD_Connection *conn, zc_app *app, zc_req *req, zc_res *res)
