@@ -255,7 +255,8 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 		 * call's round trip, about what a request takes to serve, so
 		 * the queue keeps up with the handlers that fill it (2 left
 		 * it full under load and most audits went in line; 8 on 2
-		 * CPUs: 12-25 % more transactions/s, 16: no better than 2).
+		 * CPUs: 5-14 % more transactions/s in three A/B pairs, 16 no
+		 * better than 2).
 		 */
 		if (app->cfg.async_workers == 0)
 			zc__async_configure(

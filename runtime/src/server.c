@@ -42,9 +42,11 @@ struct zc_worker {
 };
 
 struct zc_server {
-	struct MHD_Daemon *daemon; /* one loop or thread per connection */
-	struct zc_worker one;      /* its count */
-	struct zc_worker *workers; /* or: balanced loops, daemon NULL */
+	/*
+	 * The loops; one whose daemon listens itself when ZC_THREADS is 1 or
+	 * in thread-per-connection mode (then there is no acceptor).
+	 */
+	struct zc_worker *workers;
 	unsigned nworkers;
 	unsigned limit; /* ZC_MAX_CONNECTIONS over all loops */
 	unsigned next;  /* acceptor's round-robin start */
@@ -878,21 +880,27 @@ start_balanced(struct zc_server *srv, char *err, size_t errsize)
 	return true;
 }
 
+/* Refuse new connections (shutdown wakes accept) and end the acceptor. */
+static void
+stop_acceptor(struct zc_server *srv)
+{
+	if (!srv->acceptor_running)
+		return;
+	atomic_store(&srv->quiescing, true);
+	shutdown(srv->lfd, SHUT_RDWR);
+	pthread_join(srv->acceptor, NULL);
+	srv->acceptor_running = false;
+}
+
 static void
 free_server(struct zc_server *srv)
 {
 	unsigned i;
 
-	if (srv->acceptor_running) {
-		atomic_store(&srv->quiescing, true);
-		shutdown(srv->lfd, SHUT_RDWR);
-		pthread_join(srv->acceptor, NULL);
-	}
+	stop_acceptor(srv);
 	for (i = 0; i < srv->nworkers; i++)
 		MHD_stop_daemon(srv->workers[i].daemon);
 	free(srv->workers);
-	if (srv->daemon != NULL)
-		MHD_stop_daemon(srv->daemon);
 	if (srv->lfd >= 0)
 		close(srv->lfd);
 	if (srv->listen_fd != MHD_INVALID_SOCKET)
@@ -905,30 +913,36 @@ start_single(struct zc_server *srv, char *err, size_t errsize)
 {
 	zc_app *app = srv->app;
 	struct sockaddr_storage ss;
+	struct zc_worker *w;
+	struct MHD_Daemon *d;
+	unsigned limit = app->cfg.max_connections;
 	bool dual;
 
 	if (listen_addr(&app->cfg, &ss, &dual, err, errsize) != 0)
 		return false;
+	if ((w = srv->workers = calloc(1, sizeof(*w))) == NULL) {
+		snprintf(err, errsize, "out of memory");
+		return false;
+	}
+	atomic_init(&w->conns, 0);
 	if (dual) {
 		/* All interfaces, IPv6 and IPv4; IPv4 alone without IPv6. */
-		srv->daemon = start(app, MHD_USE_DUAL_STACK, NULL, &srv->one,
-				    app->cfg.max_connections);
-		if (srv->daemon == NULL)
-			srv->daemon = start(app, 0, NULL, &srv->one,
-					    app->cfg.max_connections);
+		d = start(app, MHD_USE_DUAL_STACK, NULL, w, limit);
+		if (d == NULL)
+			d = start(app, 0, NULL, w, limit);
 	} else {
-		srv->daemon =
-			start(app, ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0,
-			      (const struct sockaddr *)&ss, &srv->one,
-			      app->cfg.max_connections);
+		d = start(app, ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0,
+			  (const struct sockaddr *)&ss, w, limit);
 	}
-	if (srv->daemon == NULL) {
+	if (d == NULL) {
 		snprintf(err, errsize,
 			 "cannot listen on port %d (in use, or not "
 			 "permitted)",
 			 app->cfg.port);
 		return false;
 	}
+	w->daemon = d;
+	srv->nworkers = 1;
 	return true;
 }
 
@@ -945,7 +959,6 @@ zc__server_start(zc_app *app, char *err, size_t errsize)
 	srv->app = app;
 	srv->lfd = -1;
 	srv->listen_fd = MHD_INVALID_SOCKET;
-	atomic_init(&srv->one.conns, 0);
 	/* connections counted before the first one arrives */
 	pthread_once(&conns_once, conns_init);
 	if (app->cfg.threads > 1 && !app->cfg.thread_per_connection)
@@ -972,10 +985,6 @@ zc__server_connections(int *per_loop, int max)
 
 	if (srv == NULL || max <= 0)
 		return 0;
-	if (srv->workers == NULL) {
-		per_loop[0] = atomic_load(&srv->one.conns);
-		return 1;
-	}
 	n = (int)srv->nworkers < max ? (int)srv->nworkers : max;
 	for (i = 0; i < n; i++)
 		per_loop[i] = atomic_load(&srv->workers[i].conns);
@@ -986,15 +995,8 @@ void
 zc__server_quiesce(struct zc_server *srv)
 {
 	if (srv->acceptor_running) {
-		/*
-		 * shutdown() refuses new connections and wakes accept();
-		 * no loop holds the socket, so it closes once the acceptor
-		 * has gone.
-		 */
-		atomic_store(&srv->quiescing, true);
-		shutdown(srv->lfd, SHUT_RDWR);
-		pthread_join(srv->acceptor, NULL);
-		srv->acceptor_running = false;
+		/* no loop holds the socket: it closes once the acceptor ends */
+		stop_acceptor(srv);
 		close(srv->lfd);
 		srv->lfd = -1;
 		return;
@@ -1004,7 +1006,7 @@ zc__server_quiesce(struct zc_server *srv)
 	 * hold it in their epoll sets, so it is shut down now (new
 	 * connections are refused) and closed only after MHD has stopped.
 	 */
-	srv->listen_fd = MHD_quiesce_daemon(srv->daemon);
+	srv->listen_fd = MHD_quiesce_daemon(srv->workers[0].daemon);
 	if (srv->listen_fd != MHD_INVALID_SOCKET)
 		shutdown(srv->listen_fd, SHUT_RDWR);
 }
