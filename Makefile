@@ -60,7 +60,10 @@ CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(HARDEN) $(SANFLAGS) -pthre
 	-Iruntime/include $(DEP_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL := -pie -Wl,-z,relro,-z,now $(SANFLAGS) -pthread $(LDFLAGS)
 
-RUNTIME_SRC := $(wildcard runtime/src/*.c)
+# runtime/src/<layer>/*.c; each layer's header includes the layers below
+# it (README "Layout").
+RUNTIME_LAYERS := core store http outbound events app
+RUNTIME_SRC := $(foreach l,$(RUNTIME_LAYERS),$(wildcard runtime/src/$(l)/*.c))
 RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/lib/libzenithc.a
 
@@ -70,7 +73,7 @@ EXAMPLE_BINS := $(EXAMPLES:%=$(BUILD)/bin/%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all lib examples tests run test test-unit test-e2e test-asan test-tsan \
+.PHONY: all lib examples tests run test test-unit test-e2e \
 	install uninstall clean deps format format-check bench
 
 all: lib examples tests
@@ -79,10 +82,14 @@ lib: $(LIB)
 examples: $(EXAMPLE_BINS)
 tests: $(UNIT_BINS)
 
-$(BUILD)/obj/%.o: %.c $(wildcard runtime/include/*.h runtime/src/*.h)
+# -MMD -MP: the compiler writes each object's header dependencies to a .d
+# file beside it, so editing any header rebuilds exactly what includes it.
+DEPFLAGS = -MMD -MP
+
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	@$(CC) $(CFLAGS_ALL) -c -o $@ $<
+	@$(CC) $(CFLAGS_ALL) $(DEPFLAGS) -c -o $@ $<
 
 $(LIB): $(RUNTIME_OBJ)
 	@mkdir -p $(dir $@)
@@ -90,24 +97,34 @@ $(LIB): $(RUNTIME_OBJ)
 	@echo "  AR      $@"
 	@ar rcs $@ $^
 
-# Each example is its handler file(s) linked with the runtime; main() comes
-# from the library's main.o.
-$(BUILD)/bin/%: examples/%/*.c $(LIB) $(NOTLS_OBJ)
+# Each example is its handler file(s) compiled to objects (with their .d
+# files, so editing ledger.h rebuilds balance-manager) and linked with the
+# runtime; main() comes from the library's main.o.
+example_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard examples/$(1)/*.c))
+.SECONDEXPANSION:
+$(BUILD)/bin/%: $$(call example_objs,%) $(LIB) $(NOTLS_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS_ALL) -o $@ $(filter %.c,$^) $(LDFLAGS_ALL) $(LIB) $(DEP_LIBS)
+	@$(CC) -o $@ $(filter %.o,$(filter-out $(NOTLS_OBJ),$^)) $(LDFLAGS_ALL) $(LIB) $(DEP_LIBS)
 
 # Unit tests: tests/unit/test_<x>.c; example handler tests link the
-# example's handler file too (tests/unit/test_example_<name>.c).
-$(BUILD)/tests/test_example_%: tests/unit/test_example_%.c examples/%/*.c $(LIB) $(NOTLS_OBJ)
-	@mkdir -p $(dir $@)
-	@echo "  LD      $@"
-	@$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $(filter %.c,$^) $(LDFLAGS_ALL) $(LIB) $(DEP_LIBS) $(CHECK_LIBS)
+# example's handler objects too (tests/unit/test_example_<name>.c).
+$(BUILD)/obj/tests/unit/%.o: CFLAGS_ALL += -Itests/unit -Iruntime/src
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB) $(NOTLS_OBJ)
+$(BUILD)/tests/test_example_%: $(BUILD)/obj/tests/unit/test_example_%.o $$(call example_objs,%) $(LIB) $(NOTLS_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS_ALL) -Itests/unit -Iruntime/src -o $@ $< $(LDFLAGS_ALL) $(LIB) $(DEP_LIBS) $(CHECK_LIBS)
+	@$(CC) -o $@ $(filter %.o,$(filter-out $(NOTLS_OBJ),$^)) $(LDFLAGS_ALL) $(LIB) $(DEP_LIBS) $(CHECK_LIBS)
+
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(LIB) $(NOTLS_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) -o $@ $< $(LDFLAGS_ALL) $(LIB) $(DEP_LIBS) $(CHECK_LIBS)
+
+# keep the objects (make would delete them as intermediates)
+.PRECIOUS: $(BUILD)/obj/%.o
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 deps:
 	@scripts/install-deps.sh
@@ -140,11 +157,13 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@bench/bench.sh
 
+FORMAT_FILES = runtime/include/*.h runtime/src/*.h runtime/src/*/*.[ch] examples/*/*.[ch] tests/unit/*.[ch]
+
 format:
-	clang-format -i runtime/include/*.h runtime/src/*.[ch] examples/*/*.c tests/unit/*.[ch]
+	clang-format -i $(FORMAT_FILES)
 
 format-check:
-	clang-format --dry-run -Werror runtime/include/*.h runtime/src/*.[ch] examples/*/*.c tests/unit/*.[ch]
+	clang-format --dry-run -Werror $(FORMAT_FILES)
 
 clean:
 	rm -rf build build-asan build-tsan
@@ -221,7 +240,7 @@ FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=address,undefined -fno-sanitize-recover=undefined -pthread \
 	-Wall -Wextra -Iruntime/include -Iruntime/src $(DEP_CFLAGS)
 FUZZ_RT_OBJ := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,\
-	$(filter-out runtime/src/main.c,$(wildcard runtime/src/*.c)))
+	$(filter-out runtime/src/app/main.c,$(RUNTIME_SRC)))
 FUZZ_BINS := $(FUZZ_HARNESSES:%=$(FUZZ_BUILD)/fuzz_%)
 
 fuzz-deps: deps
@@ -235,10 +254,10 @@ fuzz-deps: deps
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-$(FUZZ_BUILD)/obj/%.o: %.c $(wildcard runtime/include/*.h runtime/src/*.h fuzz/*.h) | fuzz-deps
+$(FUZZ_BUILD)/obj/%.o: %.c | fuzz-deps
 	@mkdir -p $(dir $@)
 	@echo "  FUZZCC  $<"
-	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(DEPFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZ_BUILD)/fuzz_dispatch: $(FUZZ_BUILD)/obj/examples/balance-manager/balance-manager.o \
 	$(FUZZ_BUILD)/obj/examples/balance-manager/ledger.o
@@ -249,6 +268,8 @@ $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_RT_OBJ)
 
 # keep the objects (make would delete them as intermediates)
 .PRECIOUS: $(FUZZ_BUILD)/obj/%.o
+
+-include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
 
 fuzz-build: $(FUZZ_BINS)
 

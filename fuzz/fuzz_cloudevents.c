@@ -92,11 +92,11 @@ failing(zc_req *req, const zc_event *ev, zc_res *res, void *arg)
 static int
 setup(zc_app *app)
 {
-	if (zc_event_route(app, "/", NULL, reader, NULL) != ZC_OK ||
-	    zc_event_route(app, "/", "t.fail", failing, NULL) != ZC_OK ||
-	    zc_event_route_replying(app, "/reply", "t.reply", replier, NULL) !=
+	if (zc_event_route(app, "/", reader, NULL, NULL) != ZC_OK ||
+	    zc_event_route(app, "/", failing, NULL, &(zc_route_opts){.event_type = "t.fail"}) != ZC_OK ||
+	    zc_event_route(app, "/reply", replier, NULL, &(zc_route_opts){.flags = ZC_ROUTE_REPLYING, .event_type = "t.reply"}) !=
 		    ZC_OK ||
-	    zc_event_route_idempotent(app, "/once", NULL, replier, NULL) !=
+	    zc_event_route(app, "/once", replier, NULL, &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
 		    ZC_OK)
 		return -1;
 	return 0;

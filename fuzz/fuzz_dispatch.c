@@ -127,7 +127,8 @@ setup(zc_app *app)
 	    zc_route(app, "DELETE", "/items/{id}", h_fail, NULL) != ZC_OK ||
 	    zc_route(app, "PUT", "/echo", h_echo, NULL) != ZC_OK ||
 	    zc_route(app, "GET", "/a/{x}/b/{y}", h_two, NULL) != ZC_OK ||
-	    zc_route_idempotent(app, "PUT", "/keys/{k}", h_keys, NULL) !=
+	    zc_route_with(app, "PUT", "/keys/{k}", h_keys, NULL,
+		&(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
 		    ZC_OK)
 		return -1;
 	return 0;

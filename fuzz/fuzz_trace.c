@@ -93,7 +93,8 @@ handler(zc_req *req, zc_res *res, void *arg)
 static int
 setup(zc_app *app)
 {
-	return zc_route_idempotent(app, "POST", "/k", handler, NULL) == ZC_OK
+	return zc_route_with(app, "POST", "/k", handler, NULL,
+		&(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) == ZC_OK
 		       ? 0
 		       : -1;
 }

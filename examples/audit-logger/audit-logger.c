@@ -84,9 +84,9 @@ zc_function_setup(zc_app *app)
 		return -1;
 	/* a redelivered event (same source + id) is recorded once */
 	if (events &&
-	    zc_event_route_idempotent(app, "/", "com.example.balance.updated",
-				      handle_balance_updated, NULL) != ZC_OK)
+	    zc_event_route(app, "/", handle_balance_updated, NULL, &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT, .event_type = "com.example.balance.updated"}) != ZC_OK)
 		return -1;
 	/* A retried audit (same Idempotency-Key) is recorded once. */
-	return zc_route_idempotent(app, "POST", "/log", handle_log, NULL);
+	return zc_route_with(app, "POST", "/log", handle_log, NULL,
+		&(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT});
 }

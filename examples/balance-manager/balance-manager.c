@@ -317,9 +317,7 @@ zc_function_setup(zc_app *app)
 	if (events) {
 		const char *sink = getenv("K_SINK");
 
-		if (zc_event_route_idempotent(
-			    app, "/", "com.example.transaction.created",
-			    handle_transaction_created, NULL) != ZC_OK)
+		if (zc_event_route(app, "/", handle_transaction_created, NULL, &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT, .event_type = "com.example.transaction.created"}) != ZC_OK)
 			return -1;
 		zc_info("event mode: transaction events taken on /; balance "
 			"events go to %s",
@@ -328,5 +326,6 @@ zc_function_setup(zc_app *app)
 	}
 	if (zc_service(app, "audit-logger", NULL) != ZC_OK)
 		return -1;
-	return zc_route_idempotent(app, "POST", "/update", handle_update, NULL);
+	return zc_route_with(app, "POST", "/update", handle_update, NULL,
+		&(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT});
 }

@@ -5,29 +5,39 @@
  * Prefix: every public symbol starts with zc_ (ZC_ for macros).
  *
  * Ownership, stated once:
- *   - zc_app, zc_req, zc_res and zc_call are opaque.  The runtime owns the
- *     zc_req and zc_res handed to a handler; they live until the handler
- *     returns.  Never keep a pointer to them (or to strings they return)
- *     after the handler returns.
- *   - json_t values: functions named *_json_take (and zc_res_json) STEAL the
- *     reference you pass; everything that returns a json_t * without "new"
- *     in its name returns a BORROWED reference, valid as long as its owner.
- *   - zc_call_new() returns a call the caller frees with zc_call_free().
- *   - zc_test_request() returns a response the caller frees with
- *     zc_res_free().
+ *   - zc_app, zc_req, zc_res, zc_call and zc_event are opaque handles.
+ *   - Borrowed: the zc_req, zc_res and zc_event a handler is given, every
+ *     string and json_t * the API returns (valid until the handler returns,
+ *     or as long as the object that returned it), and every argument you
+ *     pass (copied when kept), except:
+ *   - Stolen (the API takes your reference): the json_t * given to
+ *     zc_res_json and zc_event_set_json, and "o" arguments of the
+ *     json_pack-style formats (zc_res_jsonf, zc_call_jsonf), as json_pack
+ *     steals them.
+ *   - Yours to free: a zc_call from zc_call_new (zc_call_free; after a
+ *     successful zc_call_send_async the runtime owns it), a zc_event from
+ *     zc_event_new (zc_event_free), a zc_res from zc_test_request
+ *     (zc_res_free), a zc_app from zc_test_app (zc_app_free), the strings
+ *     from zc_json_dumps (free), the json_t * from zc_money_json_new
+ *     (json_decref).
+ *
+ * Errors: every fallible call returns a zc_err (ZC_OK is 0), except the
+ * constructors, which return NULL only when out of memory.
  *
  * Thread safety: handlers run concurrently on several threads.  zc_req,
  * zc_res and zc_call are used by one thread at a time.  zc_log*,
  * zc_service_url, zc_strerror, zc_err_http_status, zc_json_dumps,
- * zc_timestamp, zc_money_*, zc_call_send_async and zc_req_trace_id are safe
- * from any thread.  zc_route*, zc_event_route*, zc_on_* and zc_service are
- * called only from zc_function_setup(), before the server starts.
+ * zc_timestamp, zc_money_*, zc_call_send_async, zc_req_trace_id, zc_env_*,
+ * zc_random_id, zc_stable_id and zc_hash64 are safe from any thread.
+ * zc_route*, zc_event_route, zc_on_* and zc_service are called only from
+ * zc_function_setup(), before the server starts.
  */
 #ifndef ZENITH_H
 #define ZENITH_H
 
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,7 +45,22 @@
 extern "C" {
 #endif
 
-#define ZC_VERSION "0.1.0"
+/* The API version: compare ZC_VERSION_NUM in #if, e.g.
+ * #if ZC_VERSION_NUM >= ZC_VERSION_AT(0, 2, 0). */
+#define ZC_VERSION_MAJOR 0
+#define ZC_VERSION_MINOR 2
+#define ZC_VERSION_PATCH 0
+#define ZC_VERSION       "0.2.0"
+#define ZC_VERSION_AT(major, minor, patch)                                     \
+	(((major) << 16) | ((minor) << 8) | (patch))
+#define ZC_VERSION_NUM                                                         \
+	ZC_VERSION_AT(ZC_VERSION_MAJOR, ZC_VERSION_MINOR, ZC_VERSION_PATCH)
+
+#if defined(__GNUC__) || defined(__clang__)
+#define ZC_DEPRECATED(msg) __attribute__((deprecated(msg)))
+#else
+#define ZC_DEPRECATED(msg)
+#endif
 
 /* ---------------------------------------------------------------------
  * Errors: every failure is one of these values; nothing aborts.
@@ -98,20 +123,55 @@ zc_err zc_route(zc_app *app, const char *method, const char *pattern,
 		zc_handler handler, void *arg);
 
 /*
- * Like zc_route, for a handler that must run at most once per request even
- * when callers retry: a request with an Idempotency-Key header runs once;
- * a repeat with the same key and body gets the stored answer (with header
- * Idempotent-Replayed: true); the same key with another body is a 422; a
- * repeat while the first still runs is a 409 with Retry-After.  Answers of
- * 5xx are not stored; a handler's answer that overran its deadline is
- * stored (the work was done) though the client got a 504.  A key is
- * scoped to method + path; the app keeps at most ZC_IDEMPOTENCY_MAX_KEYS
- * (10000) keys over all its idempotent routes, each for at most
- * ZC_IDEMPOTENCY_TTL_S (3600) seconds.  Requests without the header run
- * normally.
+ * Route options, shared by zc_route_with and zc_event_route; they combine.
+ * Zero-initialise and set what you need:
+ *   &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}
  */
-zc_err zc_route_idempotent(zc_app *app, const char *method, const char *pattern,
-			   zc_handler handler, void *arg);
+enum {
+	/*
+	 * Run at most once per request even when callers retry.  HTTP
+	 * routes: a request with an Idempotency-Key header runs once; a
+	 * repeat with the same key and body gets the stored answer (with
+	 * header Idempotent-Replayed: true); the same key with another body
+	 * is a 422; a repeat while the first still runs is a 409 with
+	 * Retry-After.  A key is scoped to method + path.  Requests without
+	 * the header run normally.  Event routes: an event whose source + id
+	 * the route has handled gets the stored answer (a stored reply event
+	 * is sent again only when a reply is asked for, else 202); still
+	 * being handled: 409; same source + id with another type or data:
+	 * 422.  Both: answers of 5xx and failed handlers are not stored; an
+	 * answer that overran its deadline is stored (the work was done)
+	 * though the client got a 504.  The app keeps at most
+	 * ZC_IDEMPOTENCY_MAX_KEYS (10000) keys over all its idempotent
+	 * routes, each for at most ZC_IDEMPOTENCY_TTL_S (3600) seconds.
+	 */
+	ZC_ROUTE_IDEMPOTENT = 1u << 0,
+	/* Event routes: answer with the reply event even when the sender
+	 * did not send "Prefer: reply". */
+	ZC_ROUTE_REPLYING = 1u << 1
+};
+
+typedef struct zc_route_opts {
+	unsigned flags;         /* ZC_ROUTE_* */
+	const char *event_type; /* event routes: only events of this type
+				   reach the handler (NULL: every type) */
+} zc_route_opts;
+
+/* zc_route with options (opts NULL: none).  ZC_ERR_INVALID for an option
+ * that does not apply to an HTTP route (ZC_ROUTE_REPLYING, event_type). */
+zc_err zc_route_with(zc_app *app, const char *method, const char *pattern,
+		     zc_handler handler, void *arg, const zc_route_opts *opts);
+
+/* Deprecated: zc_route_with(..., &(zc_route_opts){ZC_ROUTE_IDEMPOTENT}). */
+ZC_DEPRECATED("use zc_route_with and ZC_ROUTE_IDEMPOTENT")
+static inline zc_err
+zc_route_idempotent(zc_app *app, const char *method, const char *pattern,
+		    zc_handler handler, void *arg)
+{
+	zc_route_opts o = {ZC_ROUTE_IDEMPOTENT, NULL};
+
+	return zc_route_with(app, method, pattern, handler, arg, &o);
+}
 
 /* Hooks.  init runs after setup, before the port opens (non-zero: the
  * process logs it and exits 1).  shutdown runs once after draining. */
@@ -148,17 +208,18 @@ long zc_req_remaining_ms(const zc_req *req);
 
 /* ---------------------------------------------------------------------
  * JSON field helpers: on a missing or ill-typed field they set a 400 with
- * a JSON error naming the field on res and return -1; 0 on success.
+ * a JSON error naming the field on res and return ZC_ERR_INVALID; ZC_OK on
+ * success (out borrowed from obj).
  * ------------------------------------------------------------------- */
-int zc_json_string(const json_t *obj, const char *field, const char **out,
-		   zc_res *res);
+zc_err zc_json_string(const json_t *obj, const char *field, const char **out,
+		      zc_res *res);
 /* Any JSON value (not absent). */
-int zc_json_value(const json_t *obj, const char *field, json_t **out,
-		  zc_res *res);
+zc_err zc_json_value(const json_t *obj, const char *field, json_t **out,
+		     zc_res *res);
 /* A money amount: a JSON number with at most two decimals, |x| within
  * ZC_MONEY_MAX minor units, converted exactly to minor units (cents). */
-int zc_json_money(const json_t *obj, const char *field, int64_t *cents,
-		  zc_res *res);
+zc_err zc_json_money(const json_t *obj, const char *field, int64_t *cents,
+		     zc_res *res);
 
 /* Compact JSON text of value, as the runtime writes it on the wire (Go's
  * encoding/json form: 0.3 stays 0.3).  NEW string: free() it.  NULL on
@@ -345,31 +406,21 @@ typedef int (*zc_event_handler)(zc_req *req, const zc_event *ev, zc_res *res,
 				void *arg);
 
 /*
- * Receive events on POST path.  type: only events of this type reach the
- * handler (NULL: every type; several routes may share a path with
- * different types; an event no route takes is answered 202 and logged).
- * Malformed events -> 400 naming the attribute; wrong content type for the
- * mode -> 415; batch mode calls the handler once per event.
+ * Receive events on POST path.  opts (NULL: none): event_type, only
+ * events of this type reach the handler (NULL: every type; several routes
+ * may share a path with different types; an event no route takes is
+ * answered 202 and logged); ZC_ROUTE_IDEMPOTENT, each event (source + id)
+ * applied once; ZC_ROUTE_REPLYING, answer with the reply event even
+ * without "Prefer: reply".  Malformed events -> 400 naming the attribute;
+ * wrong content type for the mode -> 415; batch mode calls the handler
+ * once per event.
  */
-zc_err zc_event_route(zc_app *app, const char *path, const char *type,
-		      zc_event_handler handler, void *arg);
-/* As zc_event_route, and the route answers with its reply event even
- * when the sender did not send "Prefer: reply". */
-zc_err zc_event_route_replying(zc_app *app, const char *path, const char *type,
-			       zc_event_handler handler, void *arg);
-/*
- * As zc_event_route, for a handler that must apply each event once: an
- * event whose source + id this route has already handled does not run the
- * handler again; it gets the stored answer (a stored reply event is sent
- * again only when a reply is asked for, else 202).  The same source + id
- * still being handled: 409 with Retry-After (Knative retries it); with
- * another type or data: 422.  Answers of 5xx and failed handlers are not
- * stored.  Bounded like zc_route_idempotent (ZC_IDEMPOTENCY_MAX_KEYS,
- * ZC_IDEMPOTENCY_TTL_S, shared with it), per process.
- */
-zc_err zc_event_route_idempotent(zc_app *app, const char *path,
-				 const char *type, zc_event_handler handler,
-				 void *arg);
+zc_err zc_event_route(zc_app *app, const char *path, zc_event_handler handler,
+		      void *arg, const zc_route_opts *opts);
+
+/* The event sink a function sends to: K_SINK, or NULL when unset or
+ * empty (Knative sets it from a SinkBinding or the Function's sink). */
+const char *zc_event_sink(void);
 
 /* Attributes (borrowed; NULL when absent).  zc_event_attr reads any
  * attribute, extensions included ("traceparent", "knativeerrorcode"). */
@@ -416,6 +467,35 @@ zc_err zc_res_event(zc_res *res, const zc_event *ev);
  * is NULL and K_SINK unset, or not a URL or broker name.
  */
 zc_err zc_event_send(zc_req *inbound, const char *target, const zc_event *ev);
+
+/* ---------------------------------------------------------------------
+ * Small helpers a function needs and should not write again
+ * ------------------------------------------------------------------- */
+/*
+ * A boolean setting from the environment: 1/true/on/yes or 0/false/off/no
+ * (any case); unset or empty gives dflt.  Any other value logs an error
+ * naming the variable and returns ZC_ERR_INVALID (*out untouched), so
+ * zc_function_setup can refuse to start on a typo.
+ */
+zc_err zc_env_bool(const char *name, bool dflt, bool *out);
+/* One of choices (a NULL-terminated list) from the environment, as an
+ * index into it; unset or empty gives dflt.  Anything else: an error
+ * naming the variable and the choices, ZC_ERR_INVALID. */
+zc_err zc_env_choice(const char *name, const char *const *choices, int dflt,
+		     int *out);
+/* A random id: size-1 lower-case hex digits (at most 32) and a NUL into
+ * buf; unique enough across threads and replicas (not a secret).
+ * Returns buf. */
+char *zc_random_id(char *buf, size_t size);
+/* A stable id: prefix followed by 32 hex digits of a 128-bit hash of a
+ * and b (b may be NULL), the same for the same inputs in every replica:
+ * to derive an event's or a transaction's id from the one that caused
+ * it.  ZC_ERR_TOO_LARGE when buf is too small (it needs strlen(prefix) +
+ * 33 bytes). */
+zc_err zc_stable_id(char *buf, size_t size, const char *prefix, const char *a,
+		    const char *b);
+/* A 64-bit hash of data (FNV-1a): for a function's own hash tables. */
+uint64_t zc_hash64(const void *data, size_t len);
 
 /* ---------------------------------------------------------------------
  * Logging: one line per message to stderr; LOG_LEVEL=debug|info|warn|error

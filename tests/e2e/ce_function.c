@@ -108,10 +108,10 @@ on_hello(zc_req *req, zc_res *res, void *arg)
 int
 zc_function_setup(zc_app *app)
 {
-	if (zc_event_route(app, "/", NULL, on_any, NULL) != ZC_OK ||
-	    zc_event_route_replying(app, "/reply", NULL, on_reply, NULL) !=
+	if (zc_event_route(app, "/", on_any, NULL, NULL) != ZC_OK ||
+	    zc_event_route(app, "/reply", on_reply, NULL, &(zc_route_opts){.flags = ZC_ROUTE_REPLYING}) !=
 		    ZC_OK ||
-	    zc_event_route(app, "/maybe", NULL, on_reply, NULL) != ZC_OK ||
+	    zc_event_route(app, "/maybe", on_reply, NULL, NULL) != ZC_OK ||
 	    zc_route(app, "GET", "/hello", on_hello, NULL) != ZC_OK)
 		return -1;
 	return 0;

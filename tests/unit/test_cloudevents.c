@@ -147,24 +147,16 @@ h_http(zc_req *req, zc_res *res, void *arg)
 static int
 setup_app(zc_app *app)
 {
-	if (zc_event_route(app, "/", NULL, on_event, &any_accept) ||
-	    zc_event_route(app, "/", "com.example.created", on_event,
-			   &created_accept) ||
-	    zc_event_route(app, "/", "com.example.replyme", on_event,
-			   &reply_route) ||
-	    zc_event_route(app, "/", "com.example.fails", on_event,
-			   &fail_route) ||
-	    zc_event_route(app, "/", "com.example.err", on_event, &err_route) ||
-	    zc_event_route(app, "/", "com.example.status", on_event,
-			   &status_route) ||
-	    zc_event_route_replying(app, "/replying", NULL, on_event,
-				    &reply_route) ||
-	    zc_event_route(app, "/typed", "com.example.only", on_event,
-			   &created_accept) ||
-	    zc_event_route_idempotent(app, "/once", "com.example.once",
-				      on_event, &once_route) ||
-	    zc_event_route_idempotent(app, "/once", "com.example.oncereply",
-				      on_event, &once_reply_route) ||
+	if (zc_event_route(app, "/", on_event, &any_accept, NULL) ||
+	    zc_event_route(app, "/", on_event, &created_accept, &(zc_route_opts){.event_type = "com.example.created"}) ||
+	    zc_event_route(app, "/", on_event, &reply_route, &(zc_route_opts){.event_type = "com.example.replyme"}) ||
+	    zc_event_route(app, "/", on_event, &fail_route, &(zc_route_opts){.event_type = "com.example.fails"}) ||
+	    zc_event_route(app, "/", on_event, &err_route, &(zc_route_opts){.event_type = "com.example.err"}) ||
+	    zc_event_route(app, "/", on_event, &status_route, &(zc_route_opts){.event_type = "com.example.status"}) ||
+	    zc_event_route(app, "/replying", on_event, &reply_route, &(zc_route_opts){.flags = ZC_ROUTE_REPLYING}) ||
+	    zc_event_route(app, "/typed", on_event, &created_accept, &(zc_route_opts){.event_type = "com.example.only"}) ||
+	    zc_event_route(app, "/once", on_event, &once_route, &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT, .event_type = "com.example.once"}) ||
+	    zc_event_route(app, "/once", on_event, &once_reply_route, &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT, .event_type = "com.example.oncereply"}) ||
 	    zc_route(app, "GET", "/", h_http, NULL))
 		return -1;
 	return 0;
@@ -739,28 +731,28 @@ END_TEST
 static int
 setup_dup_type(zc_app *a)
 {
-	ck_assert_int_eq(zc_event_route(a, "/e", "t", on_event, &any_accept),
+	ck_assert_int_eq(zc_event_route(a, "/e", on_event, &any_accept, &(zc_route_opts){.event_type = "t"}),
 			 ZC_OK);
-	ck_assert_int_eq(zc_event_route(a, "/e", "t", on_event, &any_accept),
+	ck_assert_int_eq(zc_event_route(a, "/e", on_event, &any_accept, &(zc_route_opts){.event_type = "t"}),
 			 ZC_ERR_INVALID);
-	ck_assert_int_eq(zc_event_route(a, "/e", NULL, on_event, &any_accept),
+	ck_assert_int_eq(zc_event_route(a, "/e", on_event, &any_accept, NULL),
 			 ZC_OK);
-	ck_assert_int_eq(zc_event_route(a, "/e", NULL, on_event, &any_accept),
+	ck_assert_int_eq(zc_event_route(a, "/e", on_event, &any_accept, NULL),
 			 ZC_ERR_INVALID);
-	ck_assert_int_eq(zc_event_route(a, "/e", "", on_event, &any_accept),
+	ck_assert_int_eq(zc_event_route(a, "/e", on_event, &any_accept, &(zc_route_opts){.event_type = ""}),
 			 ZC_ERR_INVALID);
-	ck_assert_int_eq(zc_event_route(a, "/e", "u", NULL, NULL),
+	ck_assert_int_eq(zc_event_route(a, "/e", NULL, NULL, &(zc_route_opts){.event_type = "u"}),
 			 ZC_ERR_INVALID);
-	ck_assert_int_eq(zc_event_route(a, "no-slash", "u", on_event, NULL),
+	ck_assert_int_eq(zc_event_route(a, "no-slash", on_event, NULL, &(zc_route_opts){.event_type = "u"}),
 			 ZC_ERR_INVALID);
-	ck_assert_int_eq(zc_event_route(NULL, "/", "u", on_event, NULL),
+	ck_assert_int_eq(zc_event_route(NULL, "/", on_event, NULL, &(zc_route_opts){.event_type = "u"}),
 			 ZC_ERR_INVALID);
 	/* a POST route the author registered on the path collides */
 	ck_assert_int_eq(zc_route(a, "POST", "/http", h_http, NULL), ZC_OK);
-	ck_assert_int_eq(zc_event_route(a, "/http", "u", on_event, NULL),
+	ck_assert_int_eq(zc_event_route(a, "/http", on_event, NULL, &(zc_route_opts){.event_type = "u"}),
 			 ZC_ERR_INVALID);
 	ck_assert_int_eq(
-		zc_event_route(a, "/p/{id}", NULL, on_event, &any_accept),
+		zc_event_route(a, "/p/{id}", on_event, &any_accept, NULL),
 		ZC_OK);
 	return 0;
 }
@@ -782,7 +774,7 @@ END_TEST
 static int
 setup_health_collision(zc_app *a)
 {
-	return zc_event_route(a, "/health/readiness", NULL, on_event, NULL);
+	return zc_event_route(a, "/health/readiness", on_event, NULL, NULL);
 }
 
 START_TEST(route_on_health_path_stops_setup)
@@ -1070,9 +1062,8 @@ on_round_seen(zc_req *req, const zc_event *ev, zc_res *res, void *arg)
 static int
 setup_round(zc_app *a)
 {
-	return zc_event_route_replying(a, "/reply", NULL, on_round_reply,
-				       NULL) ||
-	       zc_event_route(a, "/seen", NULL, on_round_seen, NULL);
+	return zc_event_route(a, "/reply", on_round_reply, NULL, &(zc_route_opts){.flags = ZC_ROUTE_REPLYING}) ||
+	       zc_event_route(a, "/seen", on_round_seen, NULL, NULL);
 }
 
 START_TEST(percent_encoding_round_trip)

@@ -373,7 +373,7 @@ h_null_obj(zc_req *req, zc_res *res, void *arg)
 
 	(void)req;
 	(void)arg;
-	if (zc_json_string(NULL, "name", &s, res) != -1)
+	if (zc_json_string(NULL, "name", &s, res) != ZC_ERR_INVALID)
 		return -1;
 	if (strcmp(s, "unchanged") != 0)
 		return -1;

@@ -15,9 +15,9 @@ static void
 fake_req(zc_req *req, const char *method, const char *path)
 {
 	memset(req, 0, sizeof(*req));
-	req->method = method;
-	req->path = path;
-	strcpy(req->trace.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+	req->ctx.method = method;
+	req->ctx.path = path;
+	strcpy(req->ctx.trace.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
 }
 
 static size_t
@@ -167,7 +167,7 @@ START_TEST(test_probe_has_no_access_line)
 	char *out;
 
 	fake_req(&req, "GET", "/health/readiness");
-	req.probe = true;
+	req.ctx.probe = true;
 	capture_start(&c);
 	zc__log_hold();
 	zc_info("probe handler line");

@@ -64,8 +64,7 @@ handle_greeting(zc_req *req, const zc_event *ev, zc_res *res, void *arg)
 int
 zc_function_setup(zc_app *app)
 {
-	return zc_event_route(app, "/", "com.example.greeting.requested",
-			      handle_greeting, NULL) == ZC_OK
+	return zc_event_route(app, "/", handle_greeting, NULL, &(zc_route_opts){.event_type = "com.example.greeting.requested"}) == ZC_OK
 		       ? 0
 		       : -1;
 }

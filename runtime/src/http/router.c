@@ -3,7 +3,7 @@
  * (a function has a handful), so a linear scan over pre-split patterns is
  * both the simplest and the fastest structure here.
  */
-#include "internal.h"
+#include "http.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,16 +86,47 @@ zc_route(zc_app *app, const char *method, const char *pattern,
 }
 
 zc_err
-zc_route_idempotent(zc_app *app, const char *method, const char *pattern,
-		    zc_handler handler, void *arg)
+zc_route_with(zc_app *app, const char *method, const char *pattern,
+	      zc_handler handler, void *arg, const zc_route_opts *opts)
 {
-	if (app != NULL && app->idem == NULL) {
+	unsigned flags = opts != NULL ? opts->flags : 0;
+
+	if (opts != NULL &&
+	    ((flags & ~(unsigned)ZC_ROUTE_IDEMPOTENT) != 0 ||
+	     opts->event_type != NULL)) {
+		zc_error("zc_route_with: \"%s %s\": only ZC_ROUTE_IDEMPOTENT "
+			 "applies to an HTTP route (event options belong to "
+			 "zc_event_route)",
+			 method ? method : "(null)",
+			 pattern ? pattern : "(null)");
+		return ZC_ERR_INVALID;
+	}
+	return zc__route_add(app, method, pattern, handler, arg,
+			     (flags & ZC_ROUTE_IDEMPOTENT) != 0);
+}
+
+zc_err
+zc__route_add(zc_app *app, const char *method, const char *pattern,
+	      zc_handler handler, void *arg, bool idempotent)
+{
+	if (idempotent && app != NULL && app->idem == NULL) {
 		app->idem = zc__idem_new(app->cfg.idem_max_keys,
 					 app->cfg.idem_ttl_s);
 		if (app->idem == NULL)
 			return ZC_ERR_NOMEM;
 	}
-	return add_route(app, method, pattern, handler, arg, true);
+	return add_route(app, method, pattern, handler, arg, idempotent);
+}
+
+const char **
+zc__route_names(const zc_app *app)
+{
+	const char **names = calloc(app->nroutes + 1, sizeof(*names));
+	size_t k;
+
+	for (k = 0; names != NULL && k < app->nroutes; k++)
+		names[k] = app->routes[k].pattern;
+	return names;
 }
 
 static zc_err

@@ -6,7 +6,7 @@
  * within the drain deadline, and every call that could not be delivered is
  * written to the log as a complete [UNDELIVERED] record.
  */
-#include "internal.h"
+#include "outbound.h"
 
 #include <stdatomic.h>
 
@@ -230,4 +230,26 @@ zc__async_drain(long long deadline_ns, bool reopen)
 	q.draining = q.stopping = false;
 	pthread_mutex_unlock(&q.mu);
 	return left;
+}
+
+void
+zc__async_metrics(struct zc_buf *o, void *arg)
+{
+	struct zc_async_stats st;
+
+	(void)arg;
+	zc__async_stats(&st);
+	zc__buf_printf(o,
+		       "# HELP zc_async_queue_depth Calls waiting in the "
+		       "async queue.\n# TYPE zc_async_queue_depth gauge\n"
+		       "zc_async_queue_depth %lu\n"
+		       "# HELP zc_async_rejected_total Async calls refused "
+		       "because the queue was full.\n# TYPE "
+		       "zc_async_rejected_total counter\n"
+		       "zc_async_rejected_total %lu\n"
+		       "# HELP zc_async_undelivered_total Async calls given "
+		       "up on and logged as [UNDELIVERED].\n# TYPE "
+		       "zc_async_undelivered_total counter\n"
+		       "zc_async_undelivered_total %lu\n",
+		       st.depth, st.rejected, st.undelivered);
 }

@@ -2,7 +2,7 @@
  * error.c - the one error enum explained: text for logs, and the status a
  * handler should answer when a downstream call failed.
  */
-#include "internal.h"
+#include "core.h"
 
 const char *
 zc_strerror(zc_err err)

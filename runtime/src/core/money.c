@@ -3,7 +3,7 @@
  * balances in float64, so 0.1 + 0.2 drifted; here every amount is checked to
  * have at most two decimals and is added as an integer.
  */
-#include "internal.h"
+#include "core.h"
 
 #include <math.h>
 #include <stdio.h>

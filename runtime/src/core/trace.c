@@ -1,11 +1,11 @@
 /*
- * trace.c - W3C trace context for the request being served: parsed from
- * `traceparent` (or started when absent or invalid), given a span id of its
- * own, and handed to every outbound call with a fresh parent-id, so one grep
- * for a trace id follows a transaction through every function.  Also the
- * runtime's fast random numbers (ids are random, not secret).
+ * trace.c - W3C trace context: parsed from `traceparent` (or started when
+ * absent or invalid), given a span id of its own, and handed to every
+ * outbound call with a fresh parent-id, so one grep for a trace id follows
+ * a transaction through every function.  Also the runtime's fast random
+ * numbers (ids are random, not secret) and the request this thread serves.
  */
-#include "internal.h"
+#include "core.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +14,7 @@
 
 static _Thread_local uint64_t rng_state[2];
 static _Thread_local zc_req *current_req;
+
 
 static uint64_t
 splitmix(uint64_t *x)
@@ -46,8 +47,8 @@ zc__rand64(void)
 	return r;
 }
 
-static void
-hex64(char *out, uint64_t v)
+void
+zc__hex64(char *out, uint64_t v)
 {
 	static const char hex[] = "0123456789abcdef";
 	int i;
@@ -111,14 +112,12 @@ zc__trace_parse(const char *tp, struct zc_trace *t)
 }
 
 void
-zc__trace_begin(zc_req *req)
+zc__trace_start(struct zc_trace *t, const char *traceparent)
 {
-	struct zc_trace *t = &req->trace;
-
-	if (!zc__trace_parse(zc_req_header(req, "traceparent"), t)) {
+	if (!zc__trace_parse(traceparent, t)) {
 		uint64_t hi = zc__rand64(), lo = zc__rand64();
-		hex64(t->trace_id, hi);
-		hex64(t->trace_id + 16, lo);
+		zc__hex64(t->trace_id, hi);
+		zc__hex64(t->trace_id + 16, lo);
 		t->parent_id[0] = '\0';
 		/* sampled: we create the trace, so the decision is ours */
 		memcpy(t->flags, "01", 3);
@@ -126,23 +125,16 @@ zc__trace_begin(zc_req *req)
 	} else {
 		t->inbound = true;
 	}
-	hex64(t->span_id, zc__rand64() | 1);
+	zc__hex64(t->span_id, zc__rand64() | 1);
 }
 
 void
-zc__trace_child(const zc_req *req, char *out, size_t size)
+zc__trace_child(const struct zc_trace *t, char *out, size_t size)
 {
 	char span[17];
 
-	hex64(span, zc__rand64() | 1);
-	snprintf(out, size, "00-%s-%s-%s", req->trace.trace_id, span,
-		 req->trace.flags);
-}
-
-const char *
-zc_req_trace_id(const zc_req *req)
-{
-	return req != NULL ? req->trace.trace_id : NULL;
+	zc__hex64(span, zc__rand64() | 1);
+	snprintf(out, size, "00-%s-%s-%s", t->trace_id, span, t->flags);
 }
 
 void

@@ -15,7 +15,7 @@
  * its oldest line is older than HOLD_MAX_NS (the server's watchdog sweeps),
  * at exit, and from a fatal signal's handler.
  */
-#include "internal.h"
+#include "core.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -416,22 +416,22 @@ json_line(zc_level level, const char *time, const zc_req *req,
 		json_object_set_new(
 			o, "revision",
 			safe_string(log_revision, strlen(log_revision)));
-	if (req != NULL && req->trace.trace_id[0] != '\0') {
+	if (req != NULL && zc__reqctx(req)->trace.trace_id[0] != '\0') {
 		json_object_set_new(o, "trace_id",
-				    json_string(req->trace.trace_id));
+				    json_string(zc__reqctx(req)->trace.trace_id));
 		json_object_set_new(o, "span_id",
-				    json_string(req->trace.span_id));
+				    json_string(zc__reqctx(req)->trace.span_id));
 	}
 	if (acc != NULL) {
-		if (acc->req->route != NULL)
+		if (zc__reqctx(acc->req)->route != NULL)
 			json_object_set_new(o, "route",
-					    json_string(acc->req->route));
+					    json_string(zc__reqctx(acc->req)->route));
 		json_object_set_new(o, "method",
-				    safe_string(acc->req->method,
-						strlen(acc->req->method)));
+				    safe_string(zc__reqctx(acc->req)->method,
+						strlen(zc__reqctx(acc->req)->method)));
 		json_object_set_new(
 			o, "path",
-			safe_string(acc->req->path, strlen(acc->req->path)));
+			safe_string(zc__reqctx(acc->req)->path, strlen(zc__reqctx(acc->req)->path)));
 		json_object_set_new(o, "status", json_integer(acc->status));
 		json_object_set_new(o, "duration_ms",
 				    json_real((double)acc->ns / 1e6));
@@ -455,7 +455,7 @@ line_out(zc_level level, const zc_req *req, const struct access *acc,
 	 const char *msg, size_t mn)
 {
 	char stackline[8192], *line = stackline, *p;
-	const char *trace_id = req != NULL ? req->trace.trace_id : NULL;
+	const char *trace_id = req != NULL ? zc__reqctx(req)->trace.trace_id : NULL;
 	size_t cap, tl;
 	char time[TIME_LEN + 1];
 	bool esc;
@@ -602,9 +602,9 @@ log_access(const zc_req *req, int status, long long ns)
 		return;
 	memcpy(p, "access ", 7);
 	p += 7;
-	p = put_str(p, req->method, 16);
+	p = put_str(p, zc__reqctx(req)->method, 16);
 	*p++ = ' ';
-	p = put_str(p, req->path, 2048);
+	p = put_str(p, zc__reqctx(req)->path, 2048);
 	*p++ = ' ';
 	p = put_uint(p, (unsigned)(status > 0 ? status : 0));
 	*p++ = ' ';
@@ -624,7 +624,7 @@ zc__log_release(const zc_req *req, int status, long long ns)
 	struct hold *h = my_hold;
 
 	/* kube-probe every few seconds would drown the access log */
-	if (req != NULL && !req->probe)
+	if (req != NULL && !zc__reqctx(req)->probe)
 		log_access(req, status, ns);
 	if (h == NULL)
 		return;

@@ -4,7 +4,7 @@
  * handler turns into.  The server and zc_test_request both come through
  * here, so a handler test sees exactly what a client would.
  */
-#include "internal.h"
+#include "http.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +31,23 @@ health(zc_app *app, zc_req *req, zc_res *res, bool readiness)
 		zc_res_jsonf(res, 200, "{s:s}", "status", "ready");
 }
 
+static void
+metrics(zc_res *res)
+{
+	size_t len;
+	char *text = zc__metrics_render(&len);
+
+	if (text == NULL) {
+		zc_res_error(res, 503, "out of memory");
+		return;
+	}
+	zc__res_reset(res);
+	res->body = text;
+	res->len = len;
+	res->status = 200;
+	res->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
 static bool
 is_get_or_head(const char *m)
 {
@@ -55,34 +72,34 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 	int nsegs, i, rc;
 	size_t plen;
 
-	zc__trace_begin(req);
+	zc__req_trace_begin(req);
 	req->route_id = ZC_ROUTE_ID_NONE;
 	if (app->cfg.metrics_path != NULL &&
-	    strcmp(req->path, app->cfg.metrics_path) == 0 &&
-	    is_get_or_head(req->method)) {
+	    strcmp(req->ctx.path, app->cfg.metrics_path) == 0 &&
+	    is_get_or_head(req->ctx.method)) {
 		req->route_id = ZC_ROUTE_ID_METRICS;
-		zc__metrics_render(app, res);
+		metrics(res);
 		return;
 	}
-	if (strcmp(req->path, app->cfg.readiness_path) == 0 ||
-	    strcmp(req->path, app->cfg.liveness_path) == 0) {
+	if (strcmp(req->ctx.path, app->cfg.readiness_path) == 0 ||
+	    strcmp(req->ctx.path, app->cfg.liveness_path) == 0) {
 		req->route_id = ZC_ROUTE_ID_HEALTH;
-		if (is_get_or_head(req->method)) {
+		if (is_get_or_head(req->ctx.method)) {
 			health(app, req, res,
-			       strcmp(req->path, app->cfg.readiness_path) == 0);
-		} else if (strcmp(req->method, "OPTIONS") == 0) {
+			       strcmp(req->ctx.path, app->cfg.readiness_path) == 0);
+		} else if (strcmp(req->ctx.method, "OPTIONS") == 0) {
 			zc_res_status(res, 204);
 			zc_res_header(res, "Allow", "GET, HEAD, OPTIONS");
 		} else {
 			zc_res_error(res, 405,
 				     "method %s not allowed for %s; allowed: "
 				     "GET, HEAD, OPTIONS",
-				     req->method, req->path);
+				     req->ctx.method, req->ctx.path);
 			zc_res_header(res, "Allow", "GET, HEAD, OPTIONS");
 		}
 		return;
 	}
-	if (req->path[0] == '\x01') {
+	if (req->ctx.path[0] == '\x01') {
 		/* an encoded NUL (%00): C would cut the path there */
 		zc_res_error(res, 400,
 			     "request target contains an encoded NUL (%%00)");
@@ -107,10 +124,10 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 			     app->cfg.max_body);
 		return;
 	}
-	if (req->path[0] != '/') {
+	if (req->ctx.path[0] != '/') {
 		/* "OPTIONS *" and absolute-form targets */
-		if (strcmp(req->method, "OPTIONS") == 0 &&
-		    strcmp(req->path, "*") == 0) {
+		if (strcmp(req->ctx.method, "OPTIONS") == 0 &&
+		    strcmp(req->ctx.path, "*") == 0) {
 			zc_res_status(res, 204);
 			return;
 		}
@@ -118,38 +135,38 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 			     "request target must be an absolute path");
 		return;
 	}
-	plen = strlen(req->path);
+	plen = strlen(req->ctx.path);
 	free(req->path_copy);
 	req->path_copy = malloc(plen);
 	if (req->path_copy == NULL) {
 		zc_res_error(res, 503, "out of memory");
 		return;
 	}
-	memcpy(req->path_copy, req->path + 1, plen); /* includes the NUL */
+	memcpy(req->path_copy, req->ctx.path + 1, plen); /* includes the NUL */
 	nsegs = zc__split_path(req->path_copy, segs);
 	route = nsegs < 0 ? NULL
-			  : zc__router_match(app, req->method, segs, nsegs,
+			  : zc__router_match(app, req->ctx.method, segs, nsegs,
 					     &known, allow, sizeof(allow));
 	if (nsegs < 0)
 		known = false;
 	if (route == NULL) {
 		if (!known) {
 			zc_res_error(res, 404, "no route for %s %s",
-				     req->method, req->path);
-		} else if (strcmp(req->method, "OPTIONS") == 0) {
+				     req->ctx.method, req->ctx.path);
+		} else if (strcmp(req->ctx.method, "OPTIONS") == 0) {
 			zc_res_status(res, 204);
 			zc_res_header(res, "Allow", allow);
 		} else {
 			zc_res_error(
 				res, 405,
 				"method %s not allowed for %s; allowed: %s",
-				req->method, req->path, allow);
+				req->ctx.method, req->ctx.path, allow);
 			zc_res_header(res, "Allow", allow);
 		}
 		return;
 	}
-	req->route = route->pattern;
-	req->route_id = zc__metrics_route_id(app, route);
+	req->ctx.route = route->pattern;
+	req->route_id = zc__metrics_route_id((size_t)(route - app->routes));
 	req->nparams = 0;
 	for (i = 0; i < route->nsegs; i++) {
 		if (route->is_param[i]) {
@@ -178,8 +195,10 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 	if (tracked) {
 		if (rc == 0 && res->status == 0)
 			res->status = res->body != NULL ? 200 : 204;
-		if (rc == 0)
-			zc__idem_finish(app->idem, &ticket, res);
+		if (rc == 0) {
+			struct zc_answer ans = zc__res_answer(res);
+			zc__idem_finish(app->idem, &ticket, &ans);
+		}
 		else
 			zc__idem_finish_failed(app->idem, &ticket);
 	}
@@ -197,6 +216,7 @@ idempotency_begin(zc_app *app, zc_req *req, zc_res *res,
 {
 	const char *raw = zc_req_header(req, "Idempotency-Key");
 	char key[256], scope[2048];
+	struct zc_answer replay;
 	size_t n, i;
 	int rc;
 
@@ -219,11 +239,12 @@ idempotency_begin(zc_app *app, zc_req *req, zc_res *res,
 	memcpy(key, raw, n);
 	key[n] = '\0';
 	/* per method and path: one key on /a/1 and /a/2 is two requests */
-	snprintf(scope, sizeof(scope), "%s %s", route->method, req->path);
+	snprintf(scope, sizeof(scope), "%s %s", route->method, req->ctx.path);
 	rc = zc__idem_begin(app->idem, scope, key, req->body ? req->body : "",
-			    req->body_len, res, ticket);
+			    req->body_len, &replay, ticket);
 	switch (rc) {
 	case ZC_IDEM_REPLAY:
+		zc__res_from_answer(res, &replay);
 		zc_res_header(res, "Idempotent-Replayed", "true");
 		zc_info("replayed the stored answer for Idempotency-Key %s",
 			key);
@@ -249,7 +270,7 @@ run_checks(zc_app *app, zc_req *req, zc_res *res, const struct zc_route *route,
 {
 	if (rc != 0) {
 		/* The handler logged the detail; the client gets no internals. */
-		zc_error("handler for %s %s failed (returned %d)", req->method,
+		zc_error("handler for %s %s failed (returned %d)", req->ctx.method,
 			 route->pattern, rc);
 		zc__res_reset(res);
 		zc_res_error(res, 500, "internal error");
@@ -260,7 +281,7 @@ run_checks(zc_app *app, zc_req *req, zc_res *res, const struct zc_route *route,
 		 * answered as a timeout rather than late and as if on time.
 		 */
 		zc_warn("handler for %s %s overran its %ld ms deadline",
-			req->method, route->pattern,
+			req->ctx.method, route->pattern,
 			app->cfg.handler_timeout_ms);
 		zc__res_reset(res);
 		zc_res_error(res, 504,

@@ -3,7 +3,7 @@
  * is built from strings and goes through the same zc__dispatch as the
  * server's, so status codes, limits and error bodies are the real ones.
  */
-#include "internal.h"
+#include "app.h"
 
 #include <microhttpd.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
  * oldest go first.  One mutex guards the table; it is held only for a
  * lookup or an insert, never while a handler runs.
  */
-#include "internal.h"
+#include "store.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -36,32 +36,6 @@ struct zc_idem {
 	struct entry *oldest, *newest;
 	uint64_t next_id;
 };
-
-static uint64_t
-fnv1a(const void *p, size_t n, uint64_t h)
-{
-	const unsigned char *s = p;
-
-	while (n--)
-		h = (h ^ *s++) * 1099511628211ULL;
-	return h;
-}
-
-/* A second, independent 64-bit hash, so a payload fingerprint is 128 bits. */
-static uint64_t
-mix_hash(const void *p, size_t n)
-{
-	const unsigned char *s = p;
-	uint64_t h = 0x9E3779B97F4A7C15ULL ^ n;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		h ^= s[i];
-		h *= 0xff51afd7ed558ccdULL;
-		h ^= h >> 32;
-	}
-	return h;
-}
 
 struct zc_idem *
 zc__idem_new(size_t max_keys, long ttl_s)
@@ -149,13 +123,13 @@ find(struct zc_idem *t, uint64_t hash, const char *key)
 
 int
 zc__idem_begin(struct zc_idem *t, const char *scope, const char *key,
-	       const char *body, size_t len, zc_res *res,
+	       const char *body, size_t len, struct zc_answer *replay,
 	       struct zc_idem_ticket *ticket)
 {
 	long long now = zc__now_ns();
 	size_t slen = strlen(scope), klen = strlen(key);
-	uint64_t fp1 = fnv1a(body, len, 1469598103934665603ULL);
-	uint64_t fp2 = mix_hash(body, len);
+	uint64_t fp1 = zc__fnv1a(body, len, 1469598103934665603ULL);
+	uint64_t fp2 = zc__mix_hash(body, len);
 	struct entry *e;
 	char *full;
 	uint64_t h;
@@ -167,7 +141,7 @@ zc__idem_begin(struct zc_idem *t, const char *scope, const char *key,
 	memcpy(full, scope, slen);
 	full[slen] = '\n';
 	memcpy(full + slen + 1, key, klen + 1);
-	h = fnv1a(full, slen + klen + 1, 1469598103934665603ULL);
+	h = zc__fnv1a(full, slen + klen + 1, 1469598103934665603ULL);
 
 	pthread_mutex_lock(&t->mu);
 	while (t->oldest != NULL && now - t->oldest->created_ns > t->ttl_ns)
@@ -187,11 +161,10 @@ zc__idem_begin(struct zc_idem *t, const char *scope, const char *key,
 					memcpy(copy, e->body, e->len);
 					copy[e->len] = '\0';
 				}
-				zc__res_reset(res);
-				res->status = e->status;
-				res->content_type = e->ctype;
-				res->body = copy;
-				res->len = e->len;
+				replay->status = e->status;
+				replay->ctype = e->ctype;
+				replay->body = copy;
+				replay->len = e->len;
 				rc = ZC_IDEM_REPLAY;
 			}
 		}
@@ -233,7 +206,7 @@ zc__idem_begin(struct zc_idem *t, const char *scope, const char *key,
 
 void
 zc__idem_finish(struct zc_idem *t, const struct zc_idem_ticket *ticket,
-		const zc_res *res)
+		const struct zc_answer *ans)
 {
 	struct entry *e;
 
@@ -244,18 +217,18 @@ zc__idem_finish(struct zc_idem *t, const struct zc_idem_ticket *ticket,
 		if (e->id == ticket->id)
 			break;
 	if (e != NULL) {
-		if (res->status >= 500) {
+		if (ans->status >= 500) {
 			unlink_entry(t, e); /* not kept: a retry runs again */
 		} else {
-			e->body = res->len > 0 ? malloc(res->len) : NULL;
-			if (res->len > 0 && e->body == NULL) {
+			e->body = ans->len > 0 ? malloc(ans->len) : NULL;
+			if (ans->len > 0 && e->body == NULL) {
 				unlink_entry(t, e);
 			} else {
-				if (res->len > 0)
-					memcpy(e->body, res->body, res->len);
-				e->len = res->len;
-				e->status = res->status;
-				e->ctype = res->content_type;
+				if (ans->len > 0)
+					memcpy(e->body, ans->body, ans->len);
+				e->len = ans->len;
+				e->status = ans->status;
+				e->ctype = ans->ctype;
 				e->done = true;
 			}
 		}

@@ -2,7 +2,7 @@
  * clock.c - the two clocks the runtime uses: a monotonic one for deadlines
  * and durations (immune to NTP steps), and wall time for timestamps.
  */
-#include "internal.h"
+#include "core.h"
 
 #include <stdio.h>
 #include <string.h>

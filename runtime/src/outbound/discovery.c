@@ -7,7 +7,7 @@
  *      (the caller's path follows; dapr-api-token is added by client.c);
  *   3. the Knative cluster-local address in this pod's namespace.
  */
-#include "internal.h"
+#include "outbound.h"
 
 #include <stdbool.h>
 #include <stdio.h>

@@ -3,9 +3,10 @@
  * (the seed's contract): no spaces, object keys in insertion order, numbers
  * in their shortest round-trip form without a trailing ".0" (Go prints 100,
  * 100.5 and 0.3, where jansson's dumper prints 100.0 and
- * 0.29999999999999999).  Also the field helpers for handlers.
+ * 0.29999999999999999).  Encoding only: the field helpers that answer
+ * 400 are in http/fields.c.
  */
-#include "internal.h"
+#include "core.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -563,104 +564,8 @@ zc__json_dump(const json_t *value, size_t *len)
 	return b.p;
 }
 
-/* The field, or NULL after a 400 naming what is wrong. */
-static json_t *
-field_of(const json_t *obj, const char *field, zc_res *res)
-{
-	json_t *v;
-
-	if (!json_is_object(obj)) {
-		zc_res_error(res, 400, "request body must be a JSON object");
-		return NULL;
-	}
-	v = json_object_get(obj, field);
-	if (v == NULL)
-		zc_res_error(res, 400, "missing field \"%s\"", field);
-	return v;
-}
-
-int
-zc_json_string(const json_t *obj, const char *field, const char **out,
-	       zc_res *res)
-{
-	json_t *v = field_of(obj, field, res);
-
-	if (v == NULL)
-		return -1;
-	if (!json_is_string(v)) {
-		zc_res_error(res, 400, "field \"%s\" must be a string", field);
-		return -1;
-	}
-	*out = json_string_value(v);
-	return 0;
-}
-
-int
-zc_json_value(const json_t *obj, const char *field, json_t **out, zc_res *res)
-{
-	json_t *v = field_of(obj, field, res);
-
-	if (v == NULL)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-int
-zc_json_money(const json_t *obj, const char *field, int64_t *cents, zc_res *res)
-{
-	json_t *v = field_of(obj, field, res);
-
-	if (v == NULL)
-		return -1;
-	if (!json_is_number(v)) {
-		zc_res_error(res, 400, "field \"%s\" must be a number", field);
-		return -1;
-	}
-	if (zc_money_from_json(v, cents) != ZC_OK) {
-		zc_res_error(res, 400,
-			     "field \"%s\" must have at most two decimals and "
-			     "be within +/-9999999999999.99",
-			     field);
-		return -1;
-	}
-	return 0;
-}
-
 char *
 zc_json_dumps(const json_t *value)
 {
 	return zc__json_dump(value, NULL);
-}
-
-zc_err
-zc_call_jsonf(zc_call *call, const char *fmt, ...)
-{
-	json_error_t e;
-	json_t *v;
-	va_list ap;
-	zc_err err;
-
-	char *text;
-	size_t len;
-
-	va_start(ap, fmt);
-	text = zc__json_vpackf(fmt, ap, &len);
-	if (text != NULL) {
-		va_end(ap);
-		err = zc__call_body(call, NULL, text, len);
-		free(text);
-		return err;
-	}
-	v = json_vpack_ex(&e, 0, fmt, ap);
-	va_end(ap);
-	if (v == NULL) {
-		zc_error("zc_call_jsonf(\"%s\"): %s", fmt, e.text);
-		/* mark the call failed, so perform never sends it bodiless */
-		zc_call_json(call, NULL);
-		return ZC_ERR_INVALID;
-	}
-	err = zc_call_json(call, v);
-	json_decref(v);
-	return err;
 }

@@ -1,12 +1,16 @@
 /*
- * metrics.c - Prometheus text exposition on GET /metrics (ZC_METRICS_PATH;
- * "off" turns it off): requests by route, method and status; a latency
- * histogram by route; in-flight requests; outbound calls by target and
- * outcome; breaker state per target; the async queue; uptime and resident
- * memory.  Counters are plain atomics in fixed tables: recording costs a
- * few atomic adds on the request path and takes no lock.
+ * metrics.c - the Prometheus text exposition behind GET /metrics
+ * (ZC_METRICS_PATH; "off" turns it off): requests by route, method and
+ * status, a latency histogram by route, shed requests, uptime and resident
+ * memory, and the families the layers above add as providers (the
+ * server's connections, outbound calls and breakers, the async queue).
+ * Counters are plain atomics in fixed tables: recording costs a few
+ * atomic adds on the request path and takes no lock.
  */
-#include "internal.h"
+#include "core.h"
+
+#define outf  zc__buf_printf
+#define label zc__metrics_label
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,8 +49,16 @@ static long long start_ns;
 /* route ids: 0 unmatched (404/405/limits), 1 health, 2 metrics, 3+ routes */
 enum { R_NONE = 0, R_HEALTH, R_METRICS, R_FIRST };
 
+/* Providers: registered before the server starts, read by scrapes. */
+#define MAX_PROVIDERS 8
+static struct {
+	void (*render)(struct zc_buf *, void *);
+	void *arg;
+} providers[MAX_PROVIDERS];
+static size_t nproviders;
+
 void
-zc__metrics_init(const zc_app *app)
+zc__metrics_init(const char *const *names, size_t nroutes)
 {
 	size_t k;
 
@@ -54,19 +66,45 @@ zc__metrics_init(const zc_app *app)
 	route_names[R_NONE] = "(unmatched)";
 	route_names[R_HEALTH] = "(health)";
 	route_names[R_METRICS] = "(metrics)";
-	for (k = 0; k < app->nroutes && R_FIRST + k < ROUTE_SLOTS - 1; k++)
-		route_names[R_FIRST + k] = app->routes[k].pattern;
+	for (k = 0; k < nroutes && R_FIRST + k < ROUTE_SLOTS - 1; k++)
+		route_names[R_FIRST + k] = names[k];
 	if (R_FIRST + k == ROUTE_SLOTS - 1)
 		route_names[ROUTE_SLOTS - 1] = "(other)";
 }
 
 int
-zc__metrics_route_id(const zc_app *app, const struct zc_route *r)
+zc__metrics_route_id(size_t k)
 {
-	size_t k = (size_t)(r - app->routes);
-
 	return R_FIRST + k < ROUTE_SLOTS - 1 ? (int)(R_FIRST + k)
 					     : ROUTE_SLOTS - 1;
+}
+
+int
+zc__metrics_provider(void (*render)(struct zc_buf *, void *), void *arg)
+{
+	size_t i;
+
+	for (i = 0; i < nproviders; i++)
+		if (providers[i].render == render && providers[i].arg == arg)
+			return 0; /* a second app in one process (tests) */
+	if (nproviders == MAX_PROVIDERS)
+		return -1;
+	providers[nproviders].render = render;
+	providers[nproviders].arg = arg;
+	nproviders++;
+	return 0;
+}
+
+void
+zc__metrics_provider_remove(void (*render)(struct zc_buf *, void *), void *arg)
+{
+	size_t i;
+
+	for (i = 0; i < nproviders; i++)
+		if (providers[i].render == render && providers[i].arg == arg) {
+			providers[i] = providers[--nproviders];
+			return;
+		}
 }
 
 static unsigned
@@ -125,16 +163,8 @@ zc__metrics_shed(void)
 	atomic_fetch_add(&shed_total, 1);
 }
 
-struct out {
-	char *p;
-	size_t len, cap;
-};
-
-static void outf(struct out *o, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void
-outf(struct out *o, const char *fmt, ...)
+void
+zc__buf_printf(struct zc_buf *o, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -162,9 +192,8 @@ outf(struct out *o, const char *fmt, ...)
 	}
 }
 
-/* A label value, escaped as the exposition format wants. */
-static void
-label(struct out *o, const char *s)
+void
+zc__metrics_label(struct zc_buf *o, const char *s)
 {
 	for (; s != NULL && *s; s++) {
 		if (*s == '\\' || *s == '"')
@@ -190,11 +219,10 @@ rss_bytes(void)
 	return rss * sysconf(_SC_PAGESIZE);
 }
 
-void
-zc__metrics_render(zc_app *app, zc_res *res)
+char *
+zc__metrics_render(size_t *len)
 {
-	struct out o = {malloc(8192), 0, 8192};
-	struct zc_target *t;
+	struct zc_buf o = {malloc(8192), 0, 8192};
 	size_t i, b;
 	int r;
 
@@ -237,62 +265,12 @@ zc__metrics_render(zc_app *app, zc_res *res)
 		outf(&o, "\"} %lu\n", count);
 	}
 	outf(&o,
-	     "# HELP zc_http_requests_in_flight Requests being served.\n"
-	     "# TYPE zc_http_requests_in_flight gauge\n"
-	     "zc_http_requests_in_flight %ld\n",
-	     (long)atomic_load(&app->inflight));
-	{
-		int conns[1024], n = zc__server_connections(conns, 1024), k;
-
-		outf(&o, "# HELP zc_http_connections_open Client connections "
-			 "open, by event loop.\n# TYPE "
-			 "zc_http_connections_open gauge\n");
-		for (k = 0; k < n; k++)
-			outf(&o, "zc_http_connections_open{loop=\"%d\"} %d\n",
-			     k, conns[k]);
-	}
-	outf(&o,
 	     "# HELP zc_http_requests_shed_total Requests refused with 503 "
 	     "over ZC_MAX_INFLIGHT.\n# TYPE zc_http_requests_shed_total "
 	     "counter\nzc_http_requests_shed_total %lu\n",
 	     atomic_load(&shed_total));
-	outf(&o, "# HELP zc_client_calls_total Outbound call attempts, by "
-		 "target and outcome.\n# TYPE zc_client_calls_total counter\n");
-	for (t = zc__targets(); t != NULL; t = t->next)
-		for (i = 0; i < ZC_OUTCOMES; i++) {
-			unsigned long n = atomic_load(&t->outcomes[i]);
-			if (n == 0)
-				continue;
-			outf(&o, "zc_client_calls_total{target=\"");
-			label(&o, t->name);
-			outf(&o, "\",outcome=\"%s\"} %lu\n",
-			     zc__outcome_name((int)i), n);
-		}
-	outf(&o, "# HELP zc_client_breaker_state Circuit breaker per target: "
-		 "0 closed, 1 half-open, 2 open.\n# TYPE "
-		 "zc_client_breaker_state gauge\n");
-	for (t = zc__targets(); t != NULL; t = t->next) {
-		outf(&o, "zc_client_breaker_state{target=\"");
-		label(&o, t->name);
-		outf(&o, "\"} %d\n", zc__breaker_state(&t->breaker));
-	}
-	{
-		struct zc_async_stats st;
-		zc__async_stats(&st);
-		outf(&o,
-		     "# HELP zc_async_queue_depth Calls waiting in the "
-		     "async queue.\n# TYPE zc_async_queue_depth gauge\n"
-		     "zc_async_queue_depth %lu\n"
-		     "# HELP zc_async_rejected_total Async calls refused "
-		     "because the queue was full.\n# TYPE "
-		     "zc_async_rejected_total counter\n"
-		     "zc_async_rejected_total %lu\n"
-		     "# HELP zc_async_undelivered_total Async calls given "
-		     "up on and logged as [UNDELIVERED].\n# TYPE "
-		     "zc_async_undelivered_total counter\n"
-		     "zc_async_undelivered_total %lu\n",
-		     st.depth, st.rejected, st.undelivered);
-	}
+	for (i = 0; i < nproviders; i++)
+		providers[i].render(&o, providers[i].arg);
 	outf(&o,
 	     "# HELP zc_process_uptime_seconds Seconds since start.\n"
 	     "# TYPE zc_process_uptime_seconds gauge\n"
@@ -301,13 +279,6 @@ zc__metrics_render(zc_app *app, zc_res *res)
 	     "# TYPE zc_process_resident_memory_bytes gauge\n"
 	     "zc_process_resident_memory_bytes %ld\n",
 	     (double)(zc__now_ns() - start_ns) / 1e9, rss_bytes());
-	if (o.p == NULL) {
-		zc_res_error(res, 503, "out of memory");
-		return;
-	}
-	free(res->body);
-	res->body = o.p;
-	res->len = o.len;
-	res->status = 200;
-	res->content_type = "text/plain; version=0.0.4; charset=utf-8";
+	*len = o.len;
+	return o.p;
 }

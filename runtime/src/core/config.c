@@ -4,7 +4,7 @@
  * that names the variable (Knative marks the revision failed; locally the
  * developer sees why).  docs/operations.md lists the same table.
  */
-#include "internal.h"
+#include "core.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -114,6 +114,24 @@ zc__cpu_count(void)
 	return cpus < 1 ? 1 : cpus;
 }
 
+void
+zc__policy_builtin(zc_policy *p)
+{
+	static const zc_policy builtin = {
+		.timeout_ms = 5000,
+		.connect_timeout_ms = 2000,
+		.retries = 2,
+		.backoff_ms = 50,
+		.backoff_max_ms = 1000,
+		.breaker_failures = 5,
+		.breaker_open_ms = 10000,
+		.breaker_probes = 3,
+		.max_concurrent = 0,
+	};
+
+	*p = builtin;
+}
+
 int
 zc__config_load(zc_config *cfg, char *err, size_t errsize)
 {
@@ -136,7 +154,7 @@ zc__config_load(zc_config *cfg, char *err, size_t errsize)
 	cfg->liveness_path = "/health/liveness";
 	cfg->metrics_path = "/metrics";
 	cfg->max_inflight = 0;
-	zc_policy_default(&cfg->policy);
+	zc__policy_builtin(&cfg->policy);
 	cfg->client_max_reply = 8 * 1024 * 1024;
 	cfg->async_queue = 1024;
 	cfg->async_workers = 0; /* as many as server threads (app.c) */

@@ -2,7 +2,7 @@
  * response.c - building a response.  The body is one malloc'd buffer that
  * the server hands to libmicrohttpd without a copy.
  */
-#include "internal.h"
+#include "http.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,4 +202,24 @@ zc_res_get_header(const zc_res *res, const char *name)
 		if (strcasecmp(res->headers[i].name, name) == 0)
 			return res->headers[i].value;
 	return NULL;
+}
+
+void
+zc__res_from_answer(zc_res *res, struct zc_answer *ans)
+{
+	zc__res_reset(res);
+	res->status = ans->status;
+	res->content_type = ans->ctype;
+	res->body = ans->body;
+	res->len = ans->len;
+	ans->body = NULL;
+}
+
+struct zc_answer
+zc__res_answer(const zc_res *res)
+{
+	struct zc_answer a = {res->status, res->content_type, res->body,
+			      res->len};
+
+	return a;
 }

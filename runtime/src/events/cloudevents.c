@@ -6,9 +6,8 @@
  * breaker, deadline, trace headers).  Header values are percent-encoded
  * going out and decoded exactly once coming in (HTTP binding 3.1.3.2).
  */
-#include "internal.h"
+#include "events.h"
 
-#include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1050,11 +1049,10 @@ bad:
 	return false;
 }
 
-static enum MHD_Result
-scan_mhd(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+static int
+scan_one(const char *key, const char *value, void *cls)
 {
-	(void)kind;
-	return scan_header(cls, key, value) ? MHD_YES : MHD_NO;
+	return scan_header(cls, key, value) ? 0 : 1;
 }
 
 static zc_event *
@@ -1062,20 +1060,13 @@ event_from_binary(zc_req *req, struct ce_err *e)
 {
 	struct header_scan hs = {0};
 	const char *ct = zc_req_header(req, "Content-Type");
-	size_t i;
 
 	if ((hs.ev = event_alloc()) == NULL) {
 		nomem(e);
 		return NULL;
 	}
 	hs.e = e;
-	if (req->conn != NULL)
-		MHD_get_connection_values(req->conn, MHD_HEADER_KIND, scan_mhd,
-					  &hs);
-	else
-		for (i = 0; i < req->nheaders && !hs.failed; i++)
-			scan_header(&hs, req->headers[i].name,
-				    req->headers[i].value);
+	zc__req_headers(req, scan_one, &hs);
 	if (hs.failed)
 		goto fail;
 	if (ct != NULL && *ct != '\0') {
@@ -1154,8 +1145,8 @@ default_source(const zc_req *ctx)
 
 	if (svc != NULL && *svc != '\0')
 		return svc;
-	if (ctx != NULL && ctx->app != NULL && zc_app_name(ctx->app)[0] != '\0')
-		return zc_app_name(ctx->app);
+	if (ctx != NULL && ctx->app != NULL && ctx->app->name[0] != '\0')
+		return ctx->app->name;
 	return "zenith-c";
 }
 
@@ -1268,18 +1259,18 @@ add_trace(zc_event *ev, const zc_req *ctx)
 	zc_err err;
 
 	if (zc_event_attr(ev, "traceparent") != NULL || ctx == NULL ||
-	    ctx->trace.trace_id[0] == '\0')
+	    ctx->ctx.trace.trace_id[0] == '\0')
 		return ZC_OK;
-	if (ctx->trace.inbound) {
+	if (ctx->ctx.trace.inbound) {
 		snprintf(tp, sizeof(tp), "%s",
 			 zc_req_header(ctx, "traceparent"));
 	} else {
-		snprintf(tp, sizeof(tp), "00-%s-%s-%s", ctx->trace.trace_id,
-			 ctx->trace.span_id, ctx->trace.flags);
+		snprintf(tp, sizeof(tp), "00-%s-%s-%s", ctx->ctx.trace.trace_id,
+			 ctx->ctx.trace.span_id, ctx->ctx.trace.flags);
 	}
 	if ((err = attr_put(ev, "traceparent", tp)) != ZC_OK)
 		return err;
-	ts = ctx->trace.inbound ? zc_req_header(ctx, "tracestate") : NULL;
+	ts = ctx->ctx.trace.inbound ? zc_req_header(ctx, "tracestate") : NULL;
 	if (ts != NULL && *ts != '\0' &&
 	    zc_event_attr(ev, "tracestate") == NULL &&
 	    check_text(ts, strlen(ts)) == TEXT_OK)
@@ -1496,8 +1487,8 @@ resolve(const char *target, char *url, size_t urlsz, char *tname, size_t tsize)
 	size_t i, n;
 
 	if (target == NULL) {
-		target = getenv("K_SINK");
-		if (target == NULL || *target == '\0') {
+		target = zc_event_sink();
+		if (target == NULL) {
 			zc_error("zc_event_send: no target and K_SINK is not "
 				 "set");
 			return ZC_ERR_INVALID;
@@ -1757,6 +1748,7 @@ static void
 idem_store(struct zc_idem *t, const struct zc_idem_ticket *ticket,
 	   const zc_res *scratch)
 {
+	struct zc_answer ans;
 	zc_res stored;
 	zc_event *reply;
 	json_t *j;
@@ -1770,7 +1762,8 @@ idem_store(struct zc_idem *t, const struct zc_idem_ticket *ticket,
 		stored.body = scratch->body;
 		stored.len = scratch->len;
 		stored.content_type = scratch->content_type;
-		zc__idem_finish(t, ticket, &stored);
+		ans = zc__res_answer(&stored);
+		zc__idem_finish(t, ticket, &ans);
 		return;
 	}
 	reply = event_from_res(scratch);
@@ -1783,7 +1776,8 @@ idem_store(struct zc_idem *t, const struct zc_idem_ticket *ticket,
 		stored.status = 200;
 		stored.len = len;
 		stored.content_type = stored_reply_ctype;
-		zc__idem_finish(t, ticket, &stored);
+		ans = zc__res_answer(&stored);
+		zc__idem_finish(t, ticket, &ans);
 	}
 	free(stored.body);
 	json_decref(j);
@@ -1828,6 +1822,7 @@ deliver(zc_req *req, const struct ev_path *p, const zc_event *ev, zc_res *out,
 	const struct ev_sub *sub = pick(p, zc_event_type(ev));
 	struct zc_idem *idem = req->app->idem;
 	struct zc_idem_ticket ticket;
+	struct zc_answer replay;
 	zc_res scratch;
 	bool tracked = false, want;
 	char *fp, *key;
@@ -1855,12 +1850,13 @@ deliver(zc_req *req, const struct ev_path *p, const zc_event *ev, zc_res *out,
 			key[sl] = '\n';
 			memcpy(key + sl + 1, zc_event_id(ev), il + 1);
 			rc = zc__idem_begin(idem, p->scope, key, fp, fplen,
-					    &scratch, &ticket);
+					    &replay, &ticket);
 		}
 		free(key);
 		free(fp);
 		switch (rc) {
 		case ZC_IDEM_REPLAY:
+			zc__res_from_answer(&scratch, &replay);
 			idem_replay(out, &scratch, ev, want);
 			return 0;
 		case ZC_IDEM_CONFLICT:
@@ -2089,11 +2085,14 @@ on_event_request(zc_req *req, zc_res *res, void *arg)
 	return rc;
 }
 
-static zc_err
-add_event_route(zc_app *app, const char *path, const char *type,
-		zc_event_handler handler, void *arg, bool replying,
-		bool idempotent)
+zc_err
+zc_event_route(zc_app *app, const char *path, zc_event_handler handler,
+	       void *arg, const zc_route_opts *opts)
 {
+	const char *type = opts != NULL ? opts->event_type : NULL;
+	unsigned flags = opts != NULL ? opts->flags : 0;
+	bool idempotent = (flags & ZC_ROUTE_IDEMPOTENT) != 0;
+	bool replying = (flags & ZC_ROUTE_REPLYING) != 0;
 	struct ev_registry *r;
 	struct ev_path *p = NULL;
 	struct ev_sub *ns;
@@ -2175,23 +2174,10 @@ add_event_route(zc_app *app, const char *path, const char *type,
 	return ZC_OK;
 }
 
-zc_err
-zc_event_route(zc_app *app, const char *path, const char *type,
-	       zc_event_handler handler, void *arg)
+const char *
+zc_event_sink(void)
 {
-	return add_event_route(app, path, type, handler, arg, false, false);
-}
+	const char *sink = getenv("K_SINK");
 
-zc_err
-zc_event_route_replying(zc_app *app, const char *path, const char *type,
-			zc_event_handler handler, void *arg)
-{
-	return add_event_route(app, path, type, handler, arg, true, false);
-}
-
-zc_err
-zc_event_route_idempotent(zc_app *app, const char *path, const char *type,
-			  zc_event_handler handler, void *arg)
-{
-	return add_event_route(app, path, type, handler, arg, false, true);
+	return sink != NULL && *sink != '\0' ? sink : NULL;
 }

@@ -4,7 +4,7 @@
  * Targets are few and live for the process, so they sit in an append-only
  * list read without locks; only creation takes the mutex.
  */
-#include "internal.h"
+#include "outbound.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -15,30 +15,27 @@
 static _Atomic(struct zc_target *) targets;
 static pthread_mutex_t create_mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* Built-in defaults; zc__policy_set_global applies ZC_CLIENT_* etc. */
-static zc_policy global_policy = {
-	.timeout_ms = 5000,
-	.connect_timeout_ms = 2000,
-	.retries = 2,
-	.backoff_ms = 50,
-	.backoff_max_ms = 1000,
-	.breaker_failures = 5,
-	.breaker_open_ms = 10000,
-	.breaker_probes = 3,
-	.max_concurrent = 0,
-};
+/* The built-in defaults until zc__policy_set_global applies ZC_CLIENT_*
+ * etc.; set before the server's threads start. */
+static zc_policy global_policy;
+static bool global_set;
 
 void
 zc__policy_set_global(const zc_policy *p)
 {
 	global_policy = *p;
+	global_set = true;
 }
 
 void
 zc_policy_default(zc_policy *p)
 {
-	if (p != NULL)
+	if (p == NULL)
+		return;
+	if (global_set)
 		*p = global_policy;
+	else
+		zc__policy_builtin(p);
 }
 
 /* <NAME>_<suffix> as a long within [min, max]; unset or bad keeps *out. */
@@ -220,4 +217,34 @@ zc__outcome_name(int outcome)
 	};
 
 	return outcome >= 0 && outcome < ZC_OUTCOMES ? names[outcome] : "other";
+}
+
+void
+zc__targets_metrics(struct zc_buf *o, void *arg)
+{
+	struct zc_target *t;
+	size_t i;
+
+	(void)arg;
+	zc__buf_printf(o, "# HELP zc_client_calls_total Outbound call "
+			  "attempts, by target and outcome.\n# TYPE "
+			  "zc_client_calls_total counter\n");
+	for (t = zc__targets(); t != NULL; t = t->next)
+		for (i = 0; i < ZC_OUTCOMES; i++) {
+			unsigned long n = atomic_load(&t->outcomes[i]);
+			if (n == 0)
+				continue;
+			zc__buf_printf(o, "zc_client_calls_total{target=\"");
+			zc__metrics_label(o, t->name);
+			zc__buf_printf(o, "\",outcome=\"%s\"} %lu\n",
+				       zc__outcome_name((int)i), n);
+		}
+	zc__buf_printf(o, "# HELP zc_client_breaker_state Circuit breaker per "
+			  "target: 0 closed, 1 half-open, 2 open.\n# TYPE "
+			  "zc_client_breaker_state gauge\n");
+	for (t = zc__targets(); t != NULL; t = t->next) {
+		zc__buf_printf(o, "zc_client_breaker_state{target=\"");
+		zc__metrics_label(o, t->name);
+		zc__buf_printf(o, "\"} %d\n", zc__breaker_state(&t->breaker));
+	}
 }

@@ -5,7 +5,7 @@
  * re-opens and M successes close.  Results from an older generation (a call
  * that started before the last state change) are ignored, as in gobreaker.
  */
-#include "internal.h"
+#include "outbound.h"
 
 #include <string.h>
 

@@ -9,7 +9,7 @@
  * so there is no hand-off between threads on the hot path; the acceptor
  * touches a connection once, when it arrives.
  */
-#include "internal.h"
+#include "http.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -66,7 +66,7 @@ struct zc_server {
  * server stays alive until the process ends; keeping it reachable here says
  * so to LeakSanitizer.
  */
-static _Atomic(struct zc_server *) running; /* also read by /metrics */
+static struct zc_server *running;
 
 static enum MHD_Result
 queue(struct MHD_Connection *conn, zc_app *app, zc_req *req, zc_res *res)
@@ -83,7 +83,7 @@ queue(struct MHD_Connection *conn, zc_app *app, zc_req *req, zc_res *res)
 	 * counted (a scrape right after it included it).
 	 */
 	req->status = res->status;
-	zc__metrics_request(req->route_id, req->method, res->status, ns);
+	zc__metrics_request(req->route_id, req->ctx.method, res->status, ns);
 	zc__log_release(req, res->status, ns);
 	r = MHD_create_response_from_buffer(res->len, res->body,
 					    MHD_RESPMEM_MUST_FREE);
@@ -489,7 +489,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 			atomic_store(&track->in_request, true);
 		ua = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 						 MHD_HTTP_HEADER_USER_AGENT);
-		req->probe = ua != NULL && strncmp(ua, "kube-probe/", 11) == 0;
+		req->ctx.probe = ua != NULL && strncmp(ua, "kube-probe/", 11) == 0;
 		/* Beyond ZC_MAX_INFLIGHT: an immediate 503, no queueing.
 		 * Probes and metrics still answer. */
 		if (atomic_fetch_add(&app->inflight, 1) >=
@@ -530,7 +530,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		    app->cfg.body_timeout_ms * 1000000LL) {
 			zc_warn("%s %s: body not received within %ld ms; "
 				"closing the connection",
-				req->method, req->path,
+				req->ctx.method, req->ctx.path,
 				app->cfg.body_timeout_ms);
 			return MHD_NO;
 		}
@@ -540,7 +540,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 			    4 * app->cfg.max_body + (1 << 20)) {
 				zc_warn("%s %s: body far over the %zu-byte "
 					"limit; closing the connection",
-					req->method, req->path,
+					req->ctx.method, req->ctx.path,
 					app->cfg.max_body);
 				return MHD_NO;
 			}
@@ -575,7 +575,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	/* an answered request was logged and counted in queue() */
 	if (req->status == 0)
 		zc_warn("%s %s: connection ended before a response (%s)",
-			req->method, req->path,
+			req->ctx.method, req->ctx.path,
 			toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED
 				? "timeout"
 				: "client went away");
@@ -970,6 +970,7 @@ zc__server_start(zc_app *app, char *err, size_t errsize)
 		return NULL;
 	}
 	running = srv;
+	zc__metrics_provider(zc__server_metrics, srv);
 	pthread_once(&recv_once, recv_init);
 	atomic_init(&srv->stopping, false);
 	srv->watchdog_running =
@@ -977,18 +978,24 @@ zc__server_start(zc_app *app, char *err, size_t errsize)
 	return srv;
 }
 
-int
-zc__server_connections(int *per_loop, int max)
+/* Registered while the server runs; scrapes run on its own threads. */
+void
+zc__server_metrics(struct zc_buf *o, void *arg)
 {
-	struct zc_server *srv = running;
-	int i, n;
+	struct zc_server *srv = arg;
+	size_t i;
 
-	if (srv == NULL || max <= 0)
-		return 0;
-	n = (int)srv->nworkers < max ? (int)srv->nworkers : max;
-	for (i = 0; i < n; i++)
-		per_loop[i] = atomic_load(&srv->workers[i].conns);
-	return n;
+	zc__buf_printf(o,
+		       "# HELP zc_http_requests_in_flight Requests being "
+		       "served.\n# TYPE zc_http_requests_in_flight gauge\n"
+		       "zc_http_requests_in_flight %ld\n",
+		       (long)atomic_load(&srv->app->inflight));
+	zc__buf_printf(o, "# HELP zc_http_connections_open Client connections "
+			  "open, by event loop.\n# TYPE "
+			  "zc_http_connections_open gauge\n");
+	for (i = 0; i < srv->nworkers; i++)
+		zc__buf_printf(o, "zc_http_connections_open{loop=\"%zu\"} %d\n",
+			       i, atomic_load(&srv->workers[i].conns));
 }
 
 void
@@ -1018,5 +1025,6 @@ zc__server_stop(struct zc_server *srv)
 	if (srv->watchdog_running)
 		pthread_join(srv->watchdog, NULL);
 	running = NULL;
-	free_server(srv);
+	free_server(srv); /* its threads have stopped: no scrape runs now */
+	zc__metrics_provider_remove(zc__server_metrics, srv);
 }

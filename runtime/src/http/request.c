@@ -3,7 +3,7 @@
  * either from a libmicrohttpd connection (headers and query are looked up in
  * MHD's own tables, no copies) or from zc_test_request (our own tables).
  */
-#include "internal.h"
+#include "http.h"
 
 #include <microhttpd.h>
 #include <stdlib.h>
@@ -15,8 +15,8 @@ zc__req_init(zc_req *req, zc_app *app, const char *method, const char *path)
 {
 	memset(req, 0, sizeof(*req));
 	req->app = app;
-	req->method = method;
-	req->path = path;
+	req->ctx.method = method;
+	req->ctx.path = path;
 	req->start_ns = zc__now_ns();
 	req->deadline_ns =
 		req->start_ns + app->cfg.handler_timeout_ms * 1000000LL;
@@ -72,13 +72,13 @@ zc__req_append_body(zc_req *req, const char *data, size_t len)
 const char *
 zc_req_method(const zc_req *req)
 {
-	return req->method;
+	return req->ctx.method;
 }
 
 const char *
 zc_req_path(const zc_req *req)
 {
-	return req->path;
+	return req->ctx.path;
 }
 
 const char *
@@ -162,4 +162,53 @@ zc_req_remaining_ms(const zc_req *req)
 		return 0;
 	left = req->deadline_ns - zc__now_ns();
 	return left <= 0 ? 0 : (long)(left / 1000000LL);
+}
+
+void
+zc__req_trace_begin(zc_req *req)
+{
+	zc__trace_start(&req->ctx.trace, zc_req_header(req, "traceparent"));
+}
+
+const char *
+zc_req_trace_id(const zc_req *req)
+{
+	return req != NULL ? req->ctx.trace.trace_id : NULL;
+}
+
+struct header_walk {
+	int (*fn)(const char *, const char *, void *);
+	void *arg;
+	int rc;
+};
+
+static enum MHD_Result
+walk_one(void *cls, enum MHD_ValueKind kind, const char *name,
+	 const char *value)
+{
+	struct header_walk *w = cls;
+
+	(void)kind;
+	w->rc = w->fn(name, value != NULL ? value : "", w->arg);
+	return w->rc == 0 ? MHD_YES : MHD_NO;
+}
+
+int
+zc__req_headers(const zc_req *req,
+		int (*fn)(const char *name, const char *value, void *arg),
+		void *arg)
+{
+	struct header_walk w = {fn, arg, 0};
+	size_t i;
+
+	if (req->conn != NULL) {
+		MHD_get_connection_values(req->conn, MHD_HEADER_KIND, walk_one,
+					  &w);
+		return w.rc;
+	}
+	for (i = 0; i < req->nheaders; i++)
+		if ((w.rc = fn(req->headers[i].name, req->headers[i].value,
+			       arg)) != 0)
+			return w.rc;
+	return 0;
 }

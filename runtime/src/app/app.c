@@ -8,7 +8,7 @@
  * default-disposition signals: a blocked signal is never discarded, it
  * waits for sigwait (tests/e2e/test_pid1.py runs it so).
  */
-#include "internal.h"
+#include "app.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -105,6 +105,26 @@ check_health_paths(const zc_app *app)
 	return 0;
 }
 
+/* The route names, and the families each layer adds to /metrics. */
+static int
+init_metrics(zc_app *app)
+{
+	const char **names = zc__route_names(app);
+
+	if (names == NULL) {
+		zc_error("out of memory");
+		return -1;
+	}
+	zc__metrics_init(names, app->nroutes);
+	free(names);
+	if (zc__metrics_provider(zc__targets_metrics, NULL) != 0 ||
+	    zc__metrics_provider(zc__async_metrics, NULL) != 0) {
+		zc_error("too many metrics providers");
+		return -1;
+	}
+	return 0;
+}
+
 static int
 run_setup(zc_app *app, int (*setup)(zc_app *))
 {
@@ -119,8 +139,7 @@ run_setup(zc_app *app, int (*setup)(zc_app *))
 		return -1;
 	}
 	app->init_ran = true;
-	zc__metrics_init(app);
-	return 0;
+	return init_metrics(app);
 }
 
 /* Client defaults from the environment, before setup declares targets. */

@@ -9,7 +9,7 @@
  * function that never calls out should not pay, and one that does should
  * pay after its port is open (zc_main preloads it in the background).
  */
-#include "internal.h"
+#include "outbound.h"
 
 #define CURL_DISABLE_TYPECHECK 1
 #include <curl/curl.h>
@@ -333,13 +333,13 @@ propagate(zc_call *call, zc_req *inbound)
 
 	if (inbound == NULL)
 		inbound = zc__current();
-	if (inbound == NULL || inbound->trace.trace_id[0] == '\0')
+	if (inbound == NULL || inbound->ctx.trace.trace_id[0] == '\0')
 		return 0;
-	zc__trace_child(inbound, tp, sizeof(tp));
+	zc__trace_child(&inbound->ctx.trace, tp, sizeof(tp));
 	if (add_header(&call->propagated, "traceparent", tp) != 0)
 		return -1;
 	/* tracestate belongs to the traceparent it came with */
-	if (inbound->trace.inbound &&
+	if (inbound->ctx.trace.inbound &&
 	    add_header(&call->propagated, "tracestate",
 		       zc_req_header(inbound, "tracestate")) != 0)
 		return -1;
@@ -1299,4 +1299,36 @@ zc__call_body(zc_call *call, const char *content_type, const void *data,
 	if (content_type != NULL)
 		return zc_call_header(call, "Content-Type", content_type);
 	return ZC_OK;
+}
+
+zc_err
+zc_call_jsonf(zc_call *call, const char *fmt, ...)
+{
+	json_error_t e;
+	json_t *v;
+	va_list ap;
+	zc_err err;
+
+	char *text;
+	size_t len;
+
+	va_start(ap, fmt);
+	text = zc__json_vpackf(fmt, ap, &len);
+	if (text != NULL) {
+		va_end(ap);
+		err = zc__call_body(call, NULL, text, len);
+		free(text);
+		return err;
+	}
+	v = json_vpack_ex(&e, 0, fmt, ap);
+	va_end(ap);
+	if (v == NULL) {
+		zc_error("zc_call_jsonf(\"%s\"): %s", fmt, e.text);
+		/* mark the call failed, so perform never sends it bodiless */
+		zc_call_json(call, NULL);
+		return ZC_ERR_INVALID;
+	}
+	err = zc_call_json(call, v);
+	json_decref(v);
+	return err;
 }
