@@ -28,10 +28,12 @@ else
 $(error SAN must be empty, asan or tsan)
 endif
 
-PKGS := libmicrohttpd jansson libcurl
+PKGS := libmicrohttpd jansson libcurl sqlite3 libpq
 DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-# libcurl is not linked: the runtime loads it with dlopen when first needed
-# (runtime/src/client.c), so only its headers are needed to build.
+# libcurl, libsqlite3 and libpq are not linked: the runtime loads each with
+# dlopen when first needed (runtime/src/outbound/curl.c, runtime/src/store/),
+# so only their headers are needed to build, and a function that makes no
+# calls or keeps no state never loads them.
 #
 # libmicrohttpd is linked from the static archive Debian's libmicrohttpd-dev
 # ships, with runtime/notls/notls.c standing in for the GnuTLS the shared

@@ -5,7 +5,8 @@
 set -euo pipefail
 
 PKGS=(gcc make pkg-config libc6-dev libmicrohttpd-dev libjansson-dev
-      libcurl4-openssl-dev check curl python3 procps iproute2)
+      libcurl4-openssl-dev libsqlite3-dev libpq-dev postgresql-15
+      check curl python3 procps iproute2)
 
 missing=()
 for p in "${PKGS[@]}"; do

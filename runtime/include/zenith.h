@@ -79,7 +79,12 @@ typedef enum zc_err {
 	ZC_ERR_BREAKER_OPEN,  /* outbound: circuit breaker is open (issue 3) */
 	ZC_ERR_BULKHEAD_FULL, /* outbound: too many concurrent calls (issue 3) */
 	ZC_ERR_QUEUE_FULL,    /* outbound async queue full (issue 3) */
-	ZC_ERR_DEADLINE       /* the inbound request's deadline has passed */
+	ZC_ERR_DEADLINE,      /* the inbound request's deadline has passed */
+	ZC_ERR_STORE,         /* the store is unreachable or a statement
+				 failed (ZC_STORE_URL) */
+	ZC_ERR_CONFLICT       /* the store transaction lost to a concurrent
+				 one (serialization failure, deadlock); the
+				 runtime re-runs a transactional handler */
 } zc_err;
 
 /* A static, human-readable description of err.  Never NULL. */
@@ -148,7 +153,19 @@ enum {
 	ZC_ROUTE_IDEMPOTENT = 1u << 0,
 	/* Event routes: answer with the reply event even when the sender
 	 * did not send "Prefer: reply". */
-	ZC_ROUTE_REPLYING = 1u << 1
+	ZC_ROUTE_REPLYING = 1u << 1,
+	/*
+	 * Run the handler inside one store transaction (ZC_STORE_URL): the
+	 * runtime begins it, the handler reads and writes through
+	 * zc_req_tx(req), and the runtime commits when the handler answers
+	 * 2xx and rolls back otherwise.  With ZC_ROUTE_IDEMPOTENT the
+	 * idempotency record is written in the same transaction, and
+	 * fire-and-forget calls and events the handler makes go to the
+	 * store's outbox, delivered after the commit.  A serialization
+	 * failure or deadlock re-runs the handler (ZC_STORE_RETRIES, 3).
+	 * The store unreachable: 503 with Retry-After, nothing applied.
+	 */
+	ZC_ROUTE_TRANSACTIONAL = 1u << 2
 };
 
 typedef struct zc_route_opts {
@@ -467,6 +484,59 @@ zc_err zc_res_event(zc_res *res, const zc_event *ev);
  * is NULL and K_SINK unset, or not a URL or broker name.
  */
 zc_err zc_event_send(zc_req *inbound, const char *target, const zc_event *ev);
+
+/* ---------------------------------------------------------------------
+ * Durable state: one store per function, chosen by ZC_STORE_URL
+ * (sqlite:PATH, the default, a file under $TMPDIR; postgres://... for many
+ * replicas; memory: for tests).  SQL with $1..$n placeholders on both
+ * backends; docs/api.md lists the subset both accept.
+ * ------------------------------------------------------------------- */
+typedef struct zc_tx zc_tx;
+typedef struct zc_rows zc_rows;
+
+/* The transaction of a ZC_ROUTE_TRANSACTIONAL route's handler (borrowed,
+ * until the handler returns); NULL on any other route. */
+zc_tx *zc_req_tx(zc_req *req);
+
+/*
+ * Run one SQL statement with bound parameters.  types has one letter per
+ * parameter, in order, for $1, $2, ...: 's' const char * (NULL: SQL NULL),
+ * 'i' int, 'I' int64_t.  Values are bound, never spliced into the text.
+ * ZC_ERR_STORE for a failed statement (the transaction is then aborted:
+ * the handler should answer an error), ZC_ERR_CONFLICT for a lost race
+ * (return at once: the runtime re-runs the handler), ZC_ERR_INVALID for a
+ * bad types string.
+ */
+zc_err zc_tx_exec(zc_tx *tx, const char *sql, const char *types, ...);
+/* Rows changed by the last zc_tx_exec (INSERT, UPDATE, DELETE). */
+long long zc_tx_changes(const zc_tx *tx);
+/* As zc_tx_exec, for a statement that returns rows (SELECT, ...
+ * RETURNING): *rows receives them, the caller frees with zc_rows_free. */
+zc_err zc_tx_query(zc_tx *tx, zc_rows **rows, const char *sql,
+		   const char *types, ...);
+size_t zc_rows_count(const zc_rows *rows);
+/* Column col (from 0) of row as text; NULL for SQL NULL or out of
+ * range.  Borrowed from rows. */
+const char *zc_rows_text(const zc_rows *rows, size_t row, int col);
+/* Column col of row as an integer; ZC_ERR_INVALID for NULL, out of range
+ * or not an integer. */
+zc_err zc_rows_int64(const zc_rows *rows, size_t row, int col, int64_t *out);
+void zc_rows_free(zc_rows *rows);
+
+/*
+ * Declare the function's own tables, in zc_function_setup: ddl (one or
+ * more statements, no parameters) runs once per store in one transaction
+ * when the store is first reached, recorded as name + version in the
+ * runtime's schema table; a later version runs its ddl once more (write
+ * it to migrate from the previous one).  Several schemas may be declared.
+ */
+zc_err zc_store_schema(zc_app *app, const char *name, int version,
+		       const char *ddl);
+
+/* Run fn in one store transaction outside a route (a background task):
+ * committed when fn returns 0, rolled back otherwise, re-run on
+ * ZC_ERR_CONFLICT.  Returns fn's failure as ZC_ERR_STORE. */
+zc_err zc_store_run(zc_app *app, int (*fn)(zc_tx *tx, void *arg), void *arg);
 
 /* ---------------------------------------------------------------------
  * Small helpers a function needs and should not write again

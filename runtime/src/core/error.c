@@ -37,6 +37,10 @@ zc_strerror(zc_err err)
 		return "outbound queue is full";
 	case ZC_ERR_DEADLINE:
 		return "request deadline passed";
+	case ZC_ERR_STORE:
+		return "store unavailable or statement failed";
+	case ZC_ERR_CONFLICT:
+		return "store transaction conflicted with a concurrent one";
 	}
 	/* Out-of-range values (a cast int) still get text, never NULL. */
 	return "unknown error";
@@ -52,6 +56,8 @@ zc_err_http_status(zc_err err)
 	case ZC_ERR_BREAKER_OPEN:
 	case ZC_ERR_BULKHEAD_FULL:
 	case ZC_ERR_QUEUE_FULL:
+	case ZC_ERR_STORE:
+	case ZC_ERR_CONFLICT:
 		/* We shed the call ourselves: the downstream may be fine, so
 		 * tell our caller to come back later, not that a peer broke. */
 		return 503;
