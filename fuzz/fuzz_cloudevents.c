@@ -93,10 +93,14 @@ static int
 setup(zc_app *app)
 {
 	if (zc_event_route(app, "/", reader, NULL, NULL) != ZC_OK ||
-	    zc_event_route(app, "/", failing, NULL, &(zc_route_opts){.event_type = "t.fail"}) != ZC_OK ||
-	    zc_event_route(app, "/reply", replier, NULL, &(zc_route_opts){.flags = ZC_ROUTE_REPLYING, .event_type = "t.reply"}) !=
+	    zc_event_route(app, "/", failing, NULL,
+			   &(zc_route_opts){.event_type = "t.fail"}) != ZC_OK ||
+	    zc_event_route(app, "/reply", replier, NULL,
+			   &(zc_route_opts){.flags = ZC_ROUTE_REPLYING,
+					    .event_type = "t.reply"}) !=
 		    ZC_OK ||
-	    zc_event_route(app, "/once", replier, NULL, &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
+	    zc_event_route(app, "/once", replier, NULL,
+			   &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
 		    ZC_OK)
 		return -1;
 	return 0;
@@ -105,8 +109,8 @@ setup(zc_app *app)
 static bool
 documented(int status)
 {
-	static const int ok[] = {200, 202, 204, 400, 404, 405, 409, 413,
-				 415, 422, 500, 0};
+	static const int ok[] = {200, 202, 204, 400, 404, 405,
+				 409, 413, 415, 422, 500, 0};
 	int i;
 
 	for (i = 0; ok[i]; i++)

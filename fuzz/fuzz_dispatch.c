@@ -111,8 +111,8 @@ h_keys(zc_req *req, zc_res *res, void *arg)
 	(void)arg;
 	zc_req_body(req, &len);
 	return zc_res_jsonf(res, 200, "{s:s?, s:I}", "k",
-			    zc_req_param(req, "k"), "len", (json_int_t)len) ==
-			       ZC_OK
+			    zc_req_param(req, "k"), "len",
+			    (json_int_t)len) == ZC_OK
 		       ? 0
 		       : -1;
 }
@@ -128,7 +128,7 @@ setup(zc_app *app)
 	    zc_route(app, "PUT", "/echo", h_echo, NULL) != ZC_OK ||
 	    zc_route(app, "GET", "/a/{x}/b/{y}", h_two, NULL) != ZC_OK ||
 	    zc_route_with(app, "PUT", "/keys/{k}", h_keys, NULL,
-		&(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
+			  &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
 		    ZC_OK)
 		return -1;
 	return 0;
@@ -166,11 +166,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * the hostile suite's test_path_pct00_* expect a 400).
 	 */
 	if (!fz_known("path-nul")) {
-		const char *q = strchr(r.target, '?'), *z = strstr(r.target, "%00");
+		const char *q = strchr(r.target, '?'),
+			   *z = strstr(r.target, "%00");
 		if (z != NULL && (q == NULL || z < q) && r.target[0] == '/')
 			FZ_CHECK(res->status == 400,
-				 "%s %s: NUL in the path answered %d",
-				 r.method, r.target, res->status);
+				 "%s %s: NUL in the path answered %d", r.method,
+				 r.target, res->status);
 	}
 	/* an idempotent route answers a repeat the same way (or 409/422) */
 	if ((strcmp(r.method, "PUT") == 0 || strcmp(r.method, "POST") == 0) &&

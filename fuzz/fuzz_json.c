@@ -36,8 +36,7 @@ same(const json_t *a, const json_t *b)
 		json_t *v;
 		if (json_object_size(a) != json_object_size(b))
 			return false;
-		json_object_foreach((json_t *)a, k, v)
-		{
+		json_object_foreach ((json_t *)a, k, v) {
 			json_t *w = json_object_get(b, k);
 			if (w == NULL || !same(v, w))
 				return false;
@@ -93,7 +92,8 @@ walk(const json_t *v, int depth)
 	} else if (json_is_object(v)) {
 		const char *k;
 		json_t *x;
-		json_object_foreach((json_t *)v, k, x) walk(x, depth + 1);
+		json_object_foreach ((json_t *)v, k, x)
+			walk(x, depth + 1);
 	}
 }
 
@@ -114,8 +114,9 @@ has_big_integral_real(const json_t *v)
 	} else if (json_is_object(v)) {
 		const char *k;
 		json_t *x;
-		json_object_foreach((json_t *)v, k, x) if (
-			has_big_integral_real(x)) return true;
+		json_object_foreach ((json_t *)v, k, x)
+			if (has_big_integral_real(x))
+				return true;
 	}
 	return false;
 }
@@ -141,8 +142,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (back == NULL && has_big_integral_real(v) &&
 	    fz_known("json-big-real"))
 		goto out;
-	FZ_CHECK(back != NULL, "zc_json_dumps wrote JSON jansson cannot read "
-		 "(%s): %.300s", e.text, dump);
+	FZ_CHECK(back != NULL,
+		 "zc_json_dumps wrote JSON jansson cannot read "
+		 "(%s): %.300s",
+		 e.text, dump);
 	FZ_CHECK(same(v, back), "round trip changed the value: %.300s", dump);
 	/* the wire form is a fixed point after one trip (jansson reads -0
 	 * and 100 as integers, so the first trip may change the type) */

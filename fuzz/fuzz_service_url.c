@@ -38,8 +38,8 @@ port_ok(const char *s)
 
 /* The documented resolution; returns the error and the URL in out. */
 static zc_err
-reference(const char *name, const char *ns, const char *url,
-	  const char *dapr, char *out, size_t outsz)
+reference(const char *name, const char *ns, const char *url, const char *dapr,
+	  char *out, size_t outsz)
 {
 	size_t len;
 
@@ -55,8 +55,9 @@ reference(const char *name, const char *ns, const char *url,
 		}
 	}
 	if (port_ok(dapr)) {
-		snprintf(out, outsz, "http://127.0.0.1:%s/v1.0/invoke/%s/method",
-			 dapr, name);
+		snprintf(out, outsz,
+			 "http://127.0.0.1:%s/v1.0/invoke/%s/method", dapr,
+			 name);
 		return ZC_OK;
 	}
 	if (ns == NULL || *ns == '\0')

@@ -1,7 +1,7 @@
 /*
  * fuzz_trace.c - header parsing: traceparent (zc__trace_parse, compared
  * with a reference reading of W3C Trace Context as the runtime documents
- * it) and Idempotency-Key handling on a zc_route_idempotent route.
+ * it) and Idempotency-Key handling on a ZC_ROUTE_IDEMPOTENT route.
  *
  * Input: line 1 is a traceparent value, line 2 an Idempotency-Key value,
  * the rest a body.  Both go to a request as headers; the handler must see
@@ -40,8 +40,7 @@ ref_traceparent(const char *tp)
 
 	if (n < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-')
 		return false;
-	if (!lchex(tp[0]) || !lchex(tp[1]) || !lchex(tp[53]) ||
-	    !lchex(tp[54]))
+	if (!lchex(tp[0]) || !lchex(tp[1]) || !lchex(tp[53]) || !lchex(tp[54]))
 		return false;
 	if (tp[0] == 'f' && tp[1] == 'f')
 		return false;
@@ -94,7 +93,8 @@ static int
 setup(zc_app *app)
 {
 	return zc_route_with(app, "POST", "/k", handler, NULL,
-		&(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) == ZC_OK
+			     &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) ==
+			       ZC_OK
 		       ? 0
 		       : -1;
 }
@@ -138,7 +138,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			 memcmp(t.trace_id, tp + 3, 32) == 0);
 		FZ_CHECK(strlen(t.parent_id) == 16 &&
 			 memcmp(t.parent_id, tp + 36, 16) == 0);
-		FZ_CHECK(strlen(t.flags) == 2 && memcmp(t.flags, tp + 53, 2) == 0);
+		FZ_CHECK(strlen(t.flags) == 2 &&
+			 memcmp(t.flags, tp + 53, 2) == 0);
 	}
 	FZ_CHECK(!zc__trace_parse(NULL, &t));
 
@@ -171,7 +172,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			 "key \"%s\": %d, %d calls", key, r1->status, calls);
 		FZ_CHECK(strlen(seen_trace) == 32);
 		for (i = 0; i < 32; i++)
-			FZ_CHECK(lchex(seen_trace[i]), "trace id %s", seen_trace);
+			FZ_CHECK(lchex(seen_trace[i]), "trace id %s",
+				 seen_trace);
 		if (tp_ok)
 			FZ_CHECK(memcmp(seen_trace, skip_ws(tp) + 3, 32) == 0,
 				 "inbound trace id lost: %s vs %s", seen_trace,

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# test.sh - everything `make test` runs, in order: the -Werror build, Check
+# test.sh - everything `make test` runs, in order: the layout rules
+# (tests/layout/check_layers.py), the -Werror build, Check
 # unit tests, end-to-end tests on real processes, the install/template test,
 # then the unit and end-to-end suites again under ASan+UBSan and under TSan.
 # Prints one line per suite and a closing "test: N passed, N failed".
@@ -28,6 +29,7 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_err
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
 
+suite "layout" python3 tests/layout/check_layers.py
 suite "build (-Werror)" make --no-print-directory -s -j"$JOBS" all
 suite "unit" scripts/run-unit.sh build
 suite "e2e" python3 tests/e2e/run.py --build build

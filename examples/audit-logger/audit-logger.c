@@ -9,7 +9,6 @@
  * event, once per source + id however often it is delivered.
  */
 #include <stdlib.h>
-#include <string.h>
 #include <zenith.h>
 
 static int
@@ -21,8 +20,8 @@ handle_log(zc_req *req, zc_res *res, void *arg)
 
 	(void)arg;
 	in = zc_req_json(req, res);
-	if (in == NULL || zc_json_string(in, "action", &action, res) != 0 ||
-	    zc_json_value(in, "details", &details, res) != 0)
+	if (in == NULL || zc_json_string(in, "action", &action, res) != ZC_OK ||
+	    zc_json_value(in, "details", &details, res) != ZC_OK)
 		return 0; /* res already holds the 400 */
 
 	text = zc_json_dumps(details);
@@ -55,38 +54,24 @@ handle_balance_updated(zc_req *req, const zc_event *ev, zc_res *res, void *arg)
 	return 0; /* 202 */
 }
 
-/* EVENT_MODE=1|true|on or 0|false|off; unset: on when K_SINK is set
- * (as in the other two functions). */
-static int
-event_mode(int *on)
-{
-	const char *m = getenv("EVENT_MODE"), *sink = getenv("K_SINK");
-
-	if (m == NULL || *m == '\0')
-		*on = sink != NULL && *sink != '\0';
-	else if (!strcmp(m, "1") || !strcmp(m, "true") || !strcmp(m, "on"))
-		*on = 1;
-	else if (!strcmp(m, "0") || !strcmp(m, "false") || !strcmp(m, "off"))
-		*on = 0;
-	else {
-		zc_error("EVENT_MODE=\"%s\": expected 1 or 0", m);
-		return -1;
-	}
-	return 0;
-}
-
 int
 zc_function_setup(zc_app *app)
 {
-	int events;
+	bool events;
 
-	if (event_mode(&events) != 0)
+	/* EVENT_MODE=1|0; unset: on when K_SINK is set */
+	if (zc_env_bool("EVENT_MODE", zc_event_sink() != NULL, &events) !=
+	    ZC_OK)
 		return -1;
 	/* a redelivered event (same source + id) is recorded once */
 	if (events &&
-	    zc_event_route(app, "/", handle_balance_updated, NULL, &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT, .event_type = "com.example.balance.updated"}) != ZC_OK)
+	    zc_event_route(app, "/", handle_balance_updated, NULL,
+			   &(zc_route_opts){
+				   .flags = ZC_ROUTE_IDEMPOTENT,
+				   .event_type = "com.example.balance.updated",
+			   }) != ZC_OK)
 		return -1;
-	/* A retried audit (same Idempotency-Key) is recorded once. */
+	/* a retried audit (same Idempotency-Key) is recorded once */
 	return zc_route_with(app, "POST", "/log", handle_log, NULL,
-		&(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT});
+			     &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT});
 }

@@ -24,16 +24,6 @@ struct ledger {
 	struct account *buckets[BUCKETS];
 };
 
-static uint64_t
-hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-	return h;
-}
-
 ledger *
 ledger_new(void)
 {
@@ -70,7 +60,7 @@ ledger_free(ledger *l)
 int
 ledger_add(ledger *l, const char *account, int64_t cents, int64_t *balance)
 {
-	size_t b = hash(account) % BUCKETS;
+	size_t b = zc_hash64(account, strlen(account)) % BUCKETS;
 	pthread_mutex_t *m = &l->locks[b % STRIPES];
 	struct account *a;
 	int64_t next;

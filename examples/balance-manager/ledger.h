@@ -17,7 +17,6 @@ void ledger_free(ledger *l);
 /* Add cents to account (created at 0).  On success stores the new balance
  * in *balance and returns 0; returns -1 (balance unchanged) when the result
  * would leave the money range, -2 when out of memory. */
-int ledger_add(ledger *l, const char *account, int64_t cents,
-	       int64_t *balance);
+int ledger_add(ledger *l, const char *account, int64_t cents, int64_t *balance);
 
 #endif

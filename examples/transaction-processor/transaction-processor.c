@@ -13,9 +13,7 @@
  * the event id, so a redelivery is recognisable downstream.
  */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <zenith.h>
 
@@ -23,35 +21,8 @@
  * in event mode nobody would see its 400 */
 #define MAX_ACCOUNT 128
 
-static void
-new_transaction_id(char *buf, size_t size)
-{
-	unsigned long long r = 0;
-
-	/* 64 random bits: unique across threads and replicas alike. */
-	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
-		r = (unsigned long long)clock() ^ (unsigned long long)buf;
-	snprintf(buf, size, "TXN-%lld-%016llx", (long long)time(NULL), r);
-}
-
-/* Map a failed balance-manager call to this function's answer. */
-static int
-downstream_failed(zc_res *res, zc_call *call, zc_err err)
-{
-	int status = zc_call_status(call);
-	json_t *reply = zc_call_reply_json(call);
-
-	zc_warn("balance-manager call failed after %d attempt(s): %s (HTTP "
-		"%d)",
-		zc_call_attempts(call), zc_strerror(err), status);
-	/* A client error from balance-manager is the client's: pass it on
-	 * (409 "still in flight" excepted: that one is ours to retry). */
-	if (err == ZC_ERR_HTTP && status >= 400 && status < 500 &&
-	    status != 409 && status != 429 && reply != NULL &&
-	    json_is_object(reply))
-		return zc_res_json(res, status, json_incref(reply));
-	return zc_res_call_error(res, call, err);
-}
+static void new_transaction_id(char *buf, size_t size);
+static int downstream_failed(zc_res *res, zc_call *call, zc_err err);
 
 static int
 handle_transaction(zc_req *req, zc_res *res, void *arg)
@@ -59,22 +30,23 @@ handle_transaction(zc_req *req, zc_res *res, void *arg)
 	const char *account;
 	int64_t amount, balance;
 	char id[64], ts[40], text[24];
-	json_t *in, *reply;
+	json_t *in;
 	zc_call *call;
 	zc_err err;
 	int rc;
 
 	(void)arg;
 	in = zc_req_json(req, res);
-	if (in == NULL || zc_json_string(in, "account", &account, res) != 0 ||
-	    zc_json_money(in, "amount", &amount, res) != 0)
+	if (in == NULL ||
+	    zc_json_string(in, "account", &account, res) != ZC_OK ||
+	    zc_json_money(in, "amount", &amount, res) != ZC_OK)
 		return 0;
 	new_transaction_id(id, sizeof(id));
 	zc_info("Processing transaction %s: account=%s, amount=%s", id, account,
 		zc_money_format(amount, text, sizeof(text)));
 
-	call = zc_call_new(req, "balance-manager", "POST", "/update");
-	if (call == NULL)
+	if ((call = zc_call_new(req, "balance-manager", "POST", "/update")) ==
+	    NULL)
 		return -1;
 	err = zc_call_jsonf(call, "{s:s, s:o}", "account", account, "amount",
 			    zc_money_json_new(amount));
@@ -82,16 +54,13 @@ handle_transaction(zc_req *req, zc_res *res, void *arg)
 		err = zc_call_header(call, "Idempotency-Key", id);
 	if (err == ZC_OK)
 		err = zc_call_perform(call);
+	if (err == ZC_OK &&
+	    zc_money_from_json(
+		    json_object_get(zc_call_reply_json(call), "new_balance"),
+		    &balance) != ZC_OK)
+		err = ZC_ERR_BAD_REPLY;
 	if (err != ZC_OK) {
 		rc = downstream_failed(res, call, err);
-		zc_call_free(call);
-		return rc;
-	}
-	reply = zc_call_reply_json(call);
-	if (reply == NULL ||
-	    zc_money_from_json(json_object_get(reply, "new_balance"),
-			       &balance) != ZC_OK) {
-		rc = downstream_failed(res, call, ZC_ERR_BAD_REPLY);
 		zc_call_free(call);
 		return rc;
 	}
@@ -121,8 +90,9 @@ handle_transaction_event(zc_req *req, zc_res *res, void *arg)
 
 	(void)arg;
 	in = zc_req_json(req, res);
-	if (in == NULL || zc_json_string(in, "account", &account, res) != 0 ||
-	    zc_json_money(in, "amount", &amount, res) != 0)
+	if (in == NULL ||
+	    zc_json_string(in, "account", &account, res) != ZC_OK ||
+	    zc_json_money(in, "amount", &amount, res) != ZC_OK)
 		return 0;
 	if (account[0] == '\0' || strlen(account) > MAX_ACCOUNT)
 		return zc_res_error(res, 400,
@@ -134,8 +104,8 @@ handle_transaction_event(zc_req *req, zc_res *res, void *arg)
 
 	data = json_pack("{s:s, s:o, s:s}", "account", account, "amount",
 			 zc_money_json_new(amount), "transaction_id", id);
-	ev = zc_event_new("com.example.transaction.created");
-	if (data == NULL || ev == NULL) {
+	if ((ev = zc_event_new("com.example.transaction.created")) == NULL ||
+	    data == NULL) {
 		json_decref(data);
 		zc_event_free(ev);
 		return -1;
@@ -143,8 +113,7 @@ handle_transaction_event(zc_req *req, zc_res *res, void *arg)
 	/* subject: for Trigger filters; an account a header cannot carry
 	 * (a control character) just goes without one */
 	(void)zc_event_set(ev, "subject", account);
-	err = zc_event_set(ev, "id", id);
-	if (err == ZC_OK)
+	if ((err = zc_event_set(ev, "id", id)) == ZC_OK)
 		err = zc_event_set_json(ev, data);
 	else
 		json_decref(data);
@@ -159,40 +128,51 @@ handle_transaction_event(zc_req *req, zc_res *res, void *arg)
 			    "transaction_id", id);
 }
 
-/* EVENT_MODE=1|true|on or 0|false|off; unset: on when K_SINK is set. */
-static int
-event_mode(int *on)
+/* 64 random bits: unique across threads and replicas alike. */
+static void
+new_transaction_id(char *buf, size_t size)
 {
-	const char *m = getenv("EVENT_MODE"), *sink = getenv("K_SINK");
+	char rnd[17];
 
-	if (m == NULL || *m == '\0')
-		*on = sink != NULL && *sink != '\0';
-	else if (!strcmp(m, "1") || !strcmp(m, "true") || !strcmp(m, "on"))
-		*on = 1;
-	else if (!strcmp(m, "0") || !strcmp(m, "false") || !strcmp(m, "off"))
-		*on = 0;
-	else {
-		zc_error("EVENT_MODE=\"%s\": expected 1 or 0", m);
-		return -1;
-	}
-	if (*on && (sink == NULL || *sink == '\0')) {
-		zc_error("event mode needs K_SINK: the URL events are sent to "
-			 "(a broker, or the next function)");
-		return -1;
-	}
-	return 0;
+	snprintf(buf, size, "TXN-%lld-%s", (long long)time(NULL),
+		 zc_random_id(rnd, sizeof(rnd)));
+}
+
+/* Map a failed balance-manager call to this function's answer. */
+static int
+downstream_failed(zc_res *res, zc_call *call, zc_err err)
+{
+	int status = zc_call_status(call);
+	json_t *reply = zc_call_reply_json(call);
+
+	zc_warn("balance-manager call failed after %d attempt(s): %s (HTTP "
+		"%d)",
+		zc_call_attempts(call), zc_strerror(err), status);
+	/* A client error from balance-manager is the client's: pass it on
+	 * (409 "still in flight" excepted: that one is ours to retry). */
+	if (err == ZC_ERR_HTTP && status >= 400 && status < 500 &&
+	    status != 409 && status != 429 && json_is_object(reply))
+		return zc_res_json(res, status, json_incref(reply));
+	return zc_res_call_error(res, call, err);
 }
 
 int
 zc_function_setup(zc_app *app)
 {
-	int events;
+	bool events;
 
-	if (event_mode(&events) != 0)
+	/* EVENT_MODE=1|0; unset: on when K_SINK is set */
+	if (zc_env_bool("EVENT_MODE", zc_event_sink() != NULL, &events) !=
+	    ZC_OK)
 		return -1;
 	if (events) {
+		if (zc_event_sink() == NULL) {
+			zc_error("event mode needs K_SINK: the URL events are "
+				 "sent to (a broker, or the next function)");
+			return -1;
+		}
 		zc_info("event mode: transactions are published to %s",
-			getenv("K_SINK"));
+			zc_event_sink());
 		return zc_route(app, "POST", "/transaction",
 				handle_transaction_event, NULL);
 	}

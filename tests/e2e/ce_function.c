@@ -109,7 +109,8 @@ int
 zc_function_setup(zc_app *app)
 {
 	if (zc_event_route(app, "/", on_any, NULL, NULL) != ZC_OK ||
-	    zc_event_route(app, "/reply", on_reply, NULL, &(zc_route_opts){.flags = ZC_ROUTE_REPLYING}) !=
+	    zc_event_route(app, "/reply", on_reply, NULL,
+			   &(zc_route_opts){.flags = ZC_ROUTE_REPLYING}) !=
 		    ZC_OK ||
 	    zc_event_route(app, "/maybe", on_reply, NULL, NULL) != ZC_OK ||
 	    zc_route(app, "GET", "/hello", on_hello, NULL) != ZC_OK)

@@ -148,15 +148,33 @@ static int
 setup_app(zc_app *app)
 {
 	if (zc_event_route(app, "/", on_event, &any_accept, NULL) ||
-	    zc_event_route(app, "/", on_event, &created_accept, &(zc_route_opts){.event_type = "com.example.created"}) ||
-	    zc_event_route(app, "/", on_event, &reply_route, &(zc_route_opts){.event_type = "com.example.replyme"}) ||
-	    zc_event_route(app, "/", on_event, &fail_route, &(zc_route_opts){.event_type = "com.example.fails"}) ||
-	    zc_event_route(app, "/", on_event, &err_route, &(zc_route_opts){.event_type = "com.example.err"}) ||
-	    zc_event_route(app, "/", on_event, &status_route, &(zc_route_opts){.event_type = "com.example.status"}) ||
-	    zc_event_route(app, "/replying", on_event, &reply_route, &(zc_route_opts){.flags = ZC_ROUTE_REPLYING}) ||
-	    zc_event_route(app, "/typed", on_event, &created_accept, &(zc_route_opts){.event_type = "com.example.only"}) ||
-	    zc_event_route(app, "/once", on_event, &once_route, &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT, .event_type = "com.example.once"}) ||
-	    zc_event_route(app, "/once", on_event, &once_reply_route, &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT, .event_type = "com.example.oncereply"}) ||
+	    zc_event_route(
+		    app, "/", on_event, &created_accept,
+		    &(zc_route_opts){.event_type = "com.example.created"}) ||
+	    zc_event_route(
+		    app, "/", on_event, &reply_route,
+		    &(zc_route_opts){.event_type = "com.example.replyme"}) ||
+	    zc_event_route(
+		    app, "/", on_event, &fail_route,
+		    &(zc_route_opts){.event_type = "com.example.fails"}) ||
+	    zc_event_route(app, "/", on_event, &err_route,
+			   &(zc_route_opts){.event_type = "com.example.err"}) ||
+	    zc_event_route(
+		    app, "/", on_event, &status_route,
+		    &(zc_route_opts){.event_type = "com.example.status"}) ||
+	    zc_event_route(app, "/replying", on_event, &reply_route,
+			   &(zc_route_opts){.flags = ZC_ROUTE_REPLYING}) ||
+	    zc_event_route(
+		    app, "/typed", on_event, &created_accept,
+		    &(zc_route_opts){.event_type = "com.example.only"}) ||
+	    zc_event_route(
+		    app, "/once", on_event, &once_route,
+		    &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT,
+				     .event_type = "com.example.once"}) ||
+	    zc_event_route(
+		    app, "/once", on_event, &once_reply_route,
+		    &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT,
+				     .event_type = "com.example.oncereply"}) ||
 	    zc_route(app, "GET", "/", h_http, NULL))
 		return -1;
 	return 0;
@@ -731,25 +749,32 @@ END_TEST
 static int
 setup_dup_type(zc_app *a)
 {
-	ck_assert_int_eq(zc_event_route(a, "/e", on_event, &any_accept, &(zc_route_opts){.event_type = "t"}),
+	ck_assert_int_eq(zc_event_route(a, "/e", on_event, &any_accept,
+					&(zc_route_opts){.event_type = "t"}),
 			 ZC_OK);
-	ck_assert_int_eq(zc_event_route(a, "/e", on_event, &any_accept, &(zc_route_opts){.event_type = "t"}),
+	ck_assert_int_eq(zc_event_route(a, "/e", on_event, &any_accept,
+					&(zc_route_opts){.event_type = "t"}),
 			 ZC_ERR_INVALID);
 	ck_assert_int_eq(zc_event_route(a, "/e", on_event, &any_accept, NULL),
 			 ZC_OK);
 	ck_assert_int_eq(zc_event_route(a, "/e", on_event, &any_accept, NULL),
 			 ZC_ERR_INVALID);
-	ck_assert_int_eq(zc_event_route(a, "/e", on_event, &any_accept, &(zc_route_opts){.event_type = ""}),
+	ck_assert_int_eq(zc_event_route(a, "/e", on_event, &any_accept,
+					&(zc_route_opts){.event_type = ""}),
 			 ZC_ERR_INVALID);
-	ck_assert_int_eq(zc_event_route(a, "/e", NULL, NULL, &(zc_route_opts){.event_type = "u"}),
+	ck_assert_int_eq(zc_event_route(a, "/e", NULL, NULL,
+					&(zc_route_opts){.event_type = "u"}),
 			 ZC_ERR_INVALID);
-	ck_assert_int_eq(zc_event_route(a, "no-slash", on_event, NULL, &(zc_route_opts){.event_type = "u"}),
+	ck_assert_int_eq(zc_event_route(a, "no-slash", on_event, NULL,
+					&(zc_route_opts){.event_type = "u"}),
 			 ZC_ERR_INVALID);
-	ck_assert_int_eq(zc_event_route(NULL, "/", on_event, NULL, &(zc_route_opts){.event_type = "u"}),
+	ck_assert_int_eq(zc_event_route(NULL, "/", on_event, NULL,
+					&(zc_route_opts){.event_type = "u"}),
 			 ZC_ERR_INVALID);
 	/* a POST route the author registered on the path collides */
 	ck_assert_int_eq(zc_route(a, "POST", "/http", h_http, NULL), ZC_OK);
-	ck_assert_int_eq(zc_event_route(a, "/http", on_event, NULL, &(zc_route_opts){.event_type = "u"}),
+	ck_assert_int_eq(zc_event_route(a, "/http", on_event, NULL,
+					&(zc_route_opts){.event_type = "u"}),
 			 ZC_ERR_INVALID);
 	ck_assert_int_eq(
 		zc_event_route(a, "/p/{id}", on_event, &any_accept, NULL),
@@ -1062,7 +1087,8 @@ on_round_seen(zc_req *req, const zc_event *ev, zc_res *res, void *arg)
 static int
 setup_round(zc_app *a)
 {
-	return zc_event_route(a, "/reply", on_round_reply, NULL, &(zc_route_opts){.flags = ZC_ROUTE_REPLYING}) ||
+	return zc_event_route(a, "/reply", on_round_reply, NULL,
+			      &(zc_route_opts){.flags = ZC_ROUTE_REPLYING}) ||
 	       zc_event_route(a, "/seen", on_round_seen, NULL, NULL);
 }
 

@@ -117,28 +117,32 @@ static int
 setup(zc_app *app)
 {
 	if (zc_route_with(app, "POST", "/pay", h_pay, "pay",
-		&(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) != ZC_OK ||
+			  &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
+		    ZC_OK ||
 	    zc_route_with(app, "POST", "/pay2", h_pay, "pay2",
-		&(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) != ZC_OK ||
+			  &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
+		    ZC_OK ||
 	    zc_route_with(app, "PUT", "/pay", h_pay, "put-pay",
-		&(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
+			  &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
 		    ZC_OK ||
 	    zc_route_with(app, "POST", "/flaky", h_flaky, NULL,
-		&(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
+			  &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
 		    ZC_OK ||
 	    zc_route_with(app, "POST", "/broken", h_broken, NULL,
-		&(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
+			  &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
 		    ZC_OK ||
 	    zc_route_with(app, "POST", "/reject", h_reject, NULL,
-		&(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
+			  &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
 		    ZC_OK ||
 	    zc_route_with(app, "POST", "/slow", h_slow, NULL,
-		&(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) != ZC_OK ||
+			  &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
+		    ZC_OK ||
 	    zc_route_with(app, "POST", "/acct/{id}", h_acct, NULL,
-		&(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
+			  &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
 		    ZC_OK ||
 	    zc_route_with(app, "POST", "/late", h_late, NULL,
-		&(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) != ZC_OK ||
+			  &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT}) !=
+		    ZC_OK ||
 	    zc_route(app, "POST", "/plain", h_pay, "plain") != ZC_OK)
 		return -1;
 	return 0;

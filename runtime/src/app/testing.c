@@ -5,7 +5,6 @@
  */
 #include "app.h"
 
-#include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
 

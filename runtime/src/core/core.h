@@ -64,6 +64,7 @@ struct zc_trace {
 uint64_t zc__rand64(void);
 /* v as 16 lower-case hex digits and a NUL into out (17 bytes). */
 void zc__hex64(char *out, uint64_t v);
+#define ZC__FNV_OFFSET 0xcbf29ce484222325ULL /* FNV-1a's offset basis */
 /* FNV-1a of p[0..n) continuing from h, and an independent second hash:
  * together a 128-bit fingerprint (ids.c). */
 uint64_t zc__fnv1a(const void *p, size_t n, uint64_t h);

@@ -33,8 +33,8 @@ zc_env_bool(const char *name, bool dflt, bool *out)
 			return ZC_OK;
 		}
 	}
-	zc_error("%s=\"%.64s\": expected 1/true/on/yes or 0/false/off/no",
-		 name, v);
+	zc_error("%s=\"%.64s\": expected 1/true/on/yes or 0/false/off/no", name,
+		 v);
 	return ZC_ERR_INVALID;
 }
 

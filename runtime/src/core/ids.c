@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define FNV_OFFSET 1469598103934665603ULL
 #define FNV_PRIME  1099511628211ULL
 
 uint64_t
@@ -26,7 +25,7 @@ uint64_t
 zc_hash64(const void *data, size_t len)
 {
 	return zc__fnv1a(data != NULL ? data : "", data != NULL ? len : 0,
-			 FNV_OFFSET);
+			 ZC__FNV_OFFSET);
 }
 
 /* A second, independent 64-bit hash, so a fingerprint is 128 bits. */
@@ -77,11 +76,11 @@ zc_stable_id(char *buf, size_t size, const char *prefix, const char *a,
 	al = strlen(a);
 	bl = b != NULL ? strlen(b) : 0;
 	/* a and b kept apart, so ("ab", "c") and ("a", "bc") differ */
-	h1 = zc__fnv1a(a, al, FNV_OFFSET);
+	h1 = zc__fnv1a(a, al, ZC__FNV_OFFSET);
 	h1 = zc__fnv1a(&sep, 1, h1);
 	h1 = zc__fnv1a(b != NULL ? b : "", bl, h1);
-	h2 = zc__mix_hash(a, al) ^ (zc__mix_hash(b != NULL ? b : "", bl) *
-				    0x9E3779B97F4A7C15ULL);
+	h2 = zc__mix_hash(a, al) ^
+	     (zc__mix_hash(b != NULL ? b : "", bl) * 0x9E3779B97F4A7C15ULL);
 	memcpy(buf, prefix != NULL ? prefix : "", pl);
 	zc__hex64(buf + pl, h1);
 	zc__hex64(buf + pl + 16, h2);

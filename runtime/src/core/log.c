@@ -417,21 +417,26 @@ json_line(zc_level level, const char *time, const zc_req *req,
 			o, "revision",
 			safe_string(log_revision, strlen(log_revision)));
 	if (req != NULL && zc__reqctx(req)->trace.trace_id[0] != '\0') {
-		json_object_set_new(o, "trace_id",
-				    json_string(zc__reqctx(req)->trace.trace_id));
-		json_object_set_new(o, "span_id",
-				    json_string(zc__reqctx(req)->trace.span_id));
+		json_object_set_new(
+			o, "trace_id",
+			json_string(zc__reqctx(req)->trace.trace_id));
+		json_object_set_new(
+			o, "span_id",
+			json_string(zc__reqctx(req)->trace.span_id));
 	}
 	if (acc != NULL) {
 		if (zc__reqctx(acc->req)->route != NULL)
-			json_object_set_new(o, "route",
-					    json_string(zc__reqctx(acc->req)->route));
-		json_object_set_new(o, "method",
-				    safe_string(zc__reqctx(acc->req)->method,
-						strlen(zc__reqctx(acc->req)->method)));
+			json_object_set_new(
+				o, "route",
+				json_string(zc__reqctx(acc->req)->route));
+		json_object_set_new(
+			o, "method",
+			safe_string(zc__reqctx(acc->req)->method,
+				    strlen(zc__reqctx(acc->req)->method)));
 		json_object_set_new(
 			o, "path",
-			safe_string(zc__reqctx(acc->req)->path, strlen(zc__reqctx(acc->req)->path)));
+			safe_string(zc__reqctx(acc->req)->path,
+				    strlen(zc__reqctx(acc->req)->path)));
 		json_object_set_new(o, "status", json_integer(acc->status));
 		json_object_set_new(o, "duration_ms",
 				    json_real((double)acc->ns / 1e6));
@@ -455,7 +460,8 @@ line_out(zc_level level, const zc_req *req, const struct access *acc,
 	 const char *msg, size_t mn)
 {
 	char stackline[8192], *line = stackline, *p;
-	const char *trace_id = req != NULL ? zc__reqctx(req)->trace.trace_id : NULL;
+	const char *trace_id =
+		req != NULL ? zc__reqctx(req)->trace.trace_id : NULL;
 	size_t cap, tl;
 	char time[TIME_LEN + 1];
 	bool esc;

@@ -15,7 +15,6 @@
 static _Thread_local uint64_t rng_state[2];
 static _Thread_local zc_req *current_req;
 
-
 static uint64_t
 splitmix(uint64_t *x)
 {

@@ -86,7 +86,8 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 		req->route_id = ZC_ROUTE_ID_HEALTH;
 		if (is_get_or_head(req->ctx.method)) {
 			health(app, req, res,
-			       strcmp(req->ctx.path, app->cfg.readiness_path) == 0);
+			       strcmp(req->ctx.path, app->cfg.readiness_path) ==
+				       0);
 		} else if (strcmp(req->ctx.method, "OPTIONS") == 0) {
 			zc_res_status(res, 204);
 			zc_res_header(res, "Allow", "GET, HEAD, OPTIONS");
@@ -198,8 +199,7 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 		if (rc == 0) {
 			struct zc_answer ans = zc__res_answer(res);
 			zc__idem_finish(app->idem, &ticket, &ans);
-		}
-		else
+		} else
 			zc__idem_finish_failed(app->idem, &ticket);
 	}
 	run_checks(app, req, res, route, rc);
@@ -270,8 +270,8 @@ run_checks(zc_app *app, zc_req *req, zc_res *res, const struct zc_route *route,
 {
 	if (rc != 0) {
 		/* The handler logged the detail; the client gets no internals. */
-		zc_error("handler for %s %s failed (returned %d)", req->ctx.method,
-			 route->pattern, rc);
+		zc_error("handler for %s %s failed (returned %d)",
+			 req->ctx.method, route->pattern, rc);
 		zc__res_reset(res);
 		zc_res_error(res, 500, "internal error");
 	} else if (zc__now_ns() > req->deadline_ns) {

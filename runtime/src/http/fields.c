@@ -68,4 +68,3 @@ zc_json_money(const json_t *obj, const char *field, int64_t *cents, zc_res *res)
 	}
 	return ZC_OK;
 }
-

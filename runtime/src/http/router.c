@@ -91,9 +91,8 @@ zc_route_with(zc_app *app, const char *method, const char *pattern,
 {
 	unsigned flags = opts != NULL ? opts->flags : 0;
 
-	if (opts != NULL &&
-	    ((flags & ~(unsigned)ZC_ROUTE_IDEMPOTENT) != 0 ||
-	     opts->event_type != NULL)) {
+	if (opts != NULL && ((flags & ~(unsigned)ZC_ROUTE_IDEMPOTENT) != 0 ||
+			     opts->event_type != NULL)) {
 		zc_error("zc_route_with: \"%s %s\": only ZC_ROUTE_IDEMPOTENT "
 			 "applies to an HTTP route (event options belong to "
 			 "zc_event_route)",

@@ -128,7 +128,7 @@ zc__idem_begin(struct zc_idem *t, const char *scope, const char *key,
 {
 	long long now = zc__now_ns();
 	size_t slen = strlen(scope), klen = strlen(key);
-	uint64_t fp1 = zc__fnv1a(body, len, 1469598103934665603ULL);
+	uint64_t fp1 = zc__fnv1a(body, len, ZC__FNV_OFFSET);
 	uint64_t fp2 = zc__mix_hash(body, len);
 	struct entry *e;
 	char *full;
@@ -141,7 +141,7 @@ zc__idem_begin(struct zc_idem *t, const char *scope, const char *key,
 	memcpy(full, scope, slen);
 	full[slen] = '\n';
 	memcpy(full + slen + 1, key, klen + 1);
-	h = zc__fnv1a(full, slen + klen + 1, 1469598103934665603ULL);
+	h = zc__fnv1a(full, slen + klen + 1, ZC__FNV_OFFSET);
 
 	pthread_mutex_lock(&t->mu);
 	while (t->oldest != NULL && now - t->oldest->created_ns > t->ttl_ns)

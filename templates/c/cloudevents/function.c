@@ -49,8 +49,8 @@ handle_greeting(zc_req *req, const zc_event *ev, zc_res *res, void *arg)
 	reply = zc_event_new("com.example.greeting.created");
 	if (reply == NULL)
 		return -1; /* a 500: the Broker retries */
-	err = zc_event_set_json(reply, json_pack("{s:s++}", "message",
-						 "Hello, ", name, "!"));
+	err = zc_event_set_json(
+		reply, json_pack("{s:s++}", "message", "Hello, ", name, "!"));
 	if (err == ZC_OK)
 		err = zc_res_event(res, reply); /* copied: free ours */
 	zc_event_free(reply);
@@ -64,7 +64,9 @@ handle_greeting(zc_req *req, const zc_event *ev, zc_res *res, void *arg)
 int
 zc_function_setup(zc_app *app)
 {
-	return zc_event_route(app, "/", handle_greeting, NULL, &(zc_route_opts){.event_type = "com.example.greeting.requested"}) == ZC_OK
-		       ? 0
-		       : -1;
+	zc_route_opts opts = {.event_type = "com.example.greeting.requested"};
+
+	if (zc_event_route(app, "/", handle_greeting, NULL, &opts) != ZC_OK)
+		return -1;
+	return 0;
 }

@@ -55,7 +55,8 @@ handle_echo(zc_req *req, zc_res *res, void *arg)
 	 * "message" is missing or not a string.  Either way: return 0.
 	 */
 	body = zc_req_json(req, res);
-	if (body == NULL || zc_json_string(body, "message", &message, res) != 0)
+	if (body == NULL ||
+	    zc_json_string(body, "message", &message, res) != ZC_OK)
 		return 0;
 
 	/* "I" is a 64-bit JSON integer: {"echo":"hi","bytes":2}. */
