@@ -96,9 +96,8 @@ struct zc_req {
 	int route_id;     /* for metrics */
 	bool shed;        /* over ZC_MAX_INFLIGHT: answer 503 */
 	bool close_after; /* close the connection after the answer */
-	/* server.c's list of requests still receiving their body */
+	/* watchdog.c: still receiving its body, and when bytes last came */
 	bool receiving;
-	zc_req *recv_prev, *recv_next;
 	_Atomic long long activity_ns;
 	int early_status; /* answered before routing (bad framing) */
 	const char *early_msg;
@@ -147,7 +146,7 @@ struct zc_server *zc__server_start(zc_app *app, char *err, size_t errsize);
 void zc__server_quiesce(struct zc_server *srv);
 void zc__server_stop(struct zc_server *srv);
 /* The server's metrics families (in-flight requests, open connections). */
-void zc__server_metrics(struct zc_buf *out, void *app);
+void zc__server_metrics(struct zc_buf *out, void *server);
 /* libmicrohttpd's percent-decoding, except that a %00 makes the whole
  * string "\x01" (dispatch refuses it): used by the server and tests. */
 size_t zc__unescape(void *cls, struct MHD_Connection *conn, char *s);

@@ -1,23 +1,14 @@
 /*
- * server.c - the libmicrohttpd side: epoll event loops on ZC_THREADS
- * threads fed by one acceptor, each request's body gathered under its
- * limit, handed to zc__dispatch, and the response given to MHD without a
- * copy.
- *
- * Threading mode, chosen by measurement (BENCHMARKS.md): an epoll event
- * loop per thread.  Handlers run on the loop thread that read the request,
- * so there is no hand-off between threads on the hot path; the acceptor
- * touches a connection once, when it arrives.
+ * server.c - the libmicrohttpd side: the event loops (one daemon per loop,
+ * or a single listening daemon), each request's body gathered under its
+ * limit, handed to zc__dispatch, and the response given to MHD uncopied.
  */
-#include "http.h"
+#include "server_internal.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <malloc.h>
 #include <microhttpd.h>
-#include <pthread.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,41 +16,6 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-/*
- * One event loop (an MHD daemon with its own thread and epoll set) per
- * pool thread, fed by one acceptor thread.  MHD's own thread pool lets
- * every worker accept from the shared listening socket, up to 10 at a
- * wake-up, so a burst of connections lands unevenly (19 on one thread, 2
- * on another, counted under the bench); a handler waiting on its
- * downstream then holds up every other connection of its thread, which is
- * what the p99 tail was made of.  The acceptor gives each new connection
- * to the loop with the fewest open connections, round-robin among equals.
- */
-struct zc_worker {
-	struct MHD_Daemon *daemon;
-	atomic_int conns; /* open on this loop: NOTIFY_STARTED - CLOSED */
-};
-
-struct zc_server {
-	/*
-	 * The loops; one whose daemon listens itself when ZC_THREADS is 1 or
-	 * in thread-per-connection mode (then there is no acceptor).
-	 */
-	struct zc_worker *workers;
-	unsigned nworkers;
-	unsigned limit; /* ZC_MAX_CONNECTIONS over all loops */
-	unsigned next;  /* acceptor's round-robin start */
-	int lfd;        /* the acceptor's listening socket */
-	pthread_t acceptor;
-	bool acceptor_running;
-	atomic_bool quiescing;
-	zc_app *app;
-	pthread_t watchdog;
-	bool watchdog_running;
-	atomic_bool stopping;
-	MHD_socket listen_fd; /* after quiesce: closed only once MHD stops */
-};
 
 /*
  * When the drain deadline forces an exit with handlers still running, the
@@ -206,184 +162,8 @@ zc__unescape(void *cls, struct MHD_Connection *conn, char *s)
 	return o;
 }
 
-/*
- * Requests still waiting for their body, so that shutdown can tell a slow
- * upload (worth waiting for) from a client that went away mid-body without
- * libmicrohttpd noticing (not worth holding SIGTERM for).  Striped lists
- * keep the locks uncontended on the request path.
- */
-#define RECV_STRIPES 16
-static struct {
-	pthread_mutex_t mu;
-	zc_req *head;
-} receiving[RECV_STRIPES];
-static pthread_once_t recv_once = PTHREAD_ONCE_INIT;
-
-static void
-recv_init(void)
-{
-	int i;
-
-	for (i = 0; i < RECV_STRIPES; i++)
-		pthread_mutex_init(&receiving[i].mu, NULL);
-}
-
-static unsigned
-stripe(const zc_req *req)
-{
-	return (unsigned)(((uintptr_t)req >> 6) % RECV_STRIPES);
-}
-
-static void
-recv_add(zc_req *req)
-{
-	unsigned i = stripe(req);
-
-	atomic_store(&req->activity_ns, zc__now_ns());
-	pthread_mutex_lock(&receiving[i].mu);
-	req->recv_prev = NULL;
-	req->recv_next = receiving[i].head;
-	if (req->recv_next != NULL)
-		req->recv_next->recv_prev = req;
-	receiving[i].head = req;
-	req->receiving = true;
-	pthread_mutex_unlock(&receiving[i].mu);
-}
-
-static void
-recv_remove(zc_req *req)
-{
-	unsigned i = stripe(req);
-
-	if (!req->receiving)
-		return;
-	pthread_mutex_lock(&receiving[i].mu);
-	if (req->recv_prev != NULL)
-		req->recv_prev->recv_next = req->recv_next;
-	else
-		receiving[i].head = req->recv_next;
-	if (req->recv_next != NULL)
-		req->recv_next->recv_prev = req->recv_prev;
-	req->receiving = false;
-	pthread_mutex_unlock(&receiving[i].mu);
-}
-
-/* Has the peer closed (FIN or RST)?  A peek, so MHD's stream is untouched. */
-static bool
-peer_gone(struct MHD_Connection *conn)
-{
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
-		conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	char c;
-	ssize_t n;
-
-	if (ci == NULL)
-		return false;
-	n = recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
-			  errno != EINTR);
-}
-
-long
-zc__server_stalled(long long quiet_ns)
-{
-	long long now = zc__now_ns();
-	long n = 0;
-	zc_req *r;
-	int i;
-
-	pthread_once(&recv_once, recv_init);
-	for (i = 0; i < RECV_STRIPES; i++) {
-		pthread_mutex_lock(&receiving[i].mu);
-		for (r = receiving[i].head; r != NULL; r = r->recv_next)
-			if (now - atomic_load(&r->activity_ns) > quiet_ns ||
-			    (r->conn != NULL && peer_gone(r->conn)))
-				n++;
-		pthread_mutex_unlock(&receiving[i].mu);
-	}
-	return n;
-}
-
-/*
- * Connection watchdog.  libmicrohttpd's only clock is an idle timeout that
- * every byte resets, so a client trickling its headers a byte at a time
- * (slowloris) holds a connection for as long as it likes, and a client that
- * half-closes mid-body may not be noticed.  Every connection is tracked from
- * accept; twice a second a thread shuts down the socket of any connection
- * whose request headers have not all arrived within the idle timeout (from
- * accept, or from the end of its previous request), or whose client has
- * gone while its body was still due.  shutdown(2) only makes MHD's next
- * read fail, so MHD itself closes and frees the connection.
- */
-struct conn_track {
-	struct conn_track *prev, *next;
-	struct MHD_Connection *conn;
-	_Atomic long long since_ns;
-	atomic_bool in_request;
-	atomic_bool cut;
-};
-
-static struct {
-	pthread_mutex_t mu;
-	struct conn_track *head;
-} conns[RECV_STRIPES];
-
-static void
-conns_init(void)
-{
-	int i;
-
-	for (i = 0; i < RECV_STRIPES; i++)
-		pthread_mutex_init(&conns[i].mu, NULL);
-}
-
-static pthread_once_t conns_once = PTHREAD_ONCE_INIT;
-
-static void
-on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-	      enum MHD_ConnectionNotificationCode toe)
-{
-	struct zc_worker *w = cls;
-	struct conn_track *t;
-	unsigned i;
-
-	pthread_once(&conns_once, conns_init);
-	if (w != NULL)
-		atomic_fetch_add(&w->conns,
-				 toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
-	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-		t = calloc(1, sizeof(*t));
-		*socket_context = t;
-		if (t == NULL)
-			return;
-		t->conn = conn;
-		atomic_store(&t->since_ns, zc__now_ns());
-		i = (unsigned)(((uintptr_t)t >> 6) % RECV_STRIPES);
-		pthread_mutex_lock(&conns[i].mu);
-		t->next = conns[i].head;
-		if (t->next != NULL)
-			t->next->prev = t;
-		conns[i].head = t;
-		pthread_mutex_unlock(&conns[i].mu);
-		return;
-	}
-	t = *socket_context;
-	if (t == NULL)
-		return;
-	i = (unsigned)(((uintptr_t)t >> 6) % RECV_STRIPES);
-	pthread_mutex_lock(&conns[i].mu);
-	if (t->prev != NULL)
-		t->prev->next = t->next;
-	else
-		conns[i].head = t->next;
-	if (t->next != NULL)
-		t->next->prev = t->prev;
-	pthread_mutex_unlock(&conns[i].mu);
-	free(t);
-	*socket_context = NULL;
-}
-
-static struct conn_track *
+/* The watchdog's record of conn, or NULL when it could not track it. */
+static struct zc_track *
 track_of(struct MHD_Connection *conn)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
@@ -392,68 +172,26 @@ track_of(struct MHD_Connection *conn)
 	return ci != NULL ? ci->socket_context : NULL;
 }
 
+/* Counts the loop's connections and has the watchdog track each. */
 static void
-cut(struct conn_track *t, const char *why)
+on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+	      enum MHD_ConnectionNotificationCode toe)
 {
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
-		t->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct zc_worker *w = cls;
+	const union MHD_ConnectionInfo *ci;
 
-	if (ci == NULL || atomic_exchange(&t->cut, true))
+	if (w != NULL)
+		atomic_fetch_add(&w->conns,
+				 toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		ci = MHD_get_connection_info(conn,
+					     MHD_CONNECTION_INFO_CONNECTION_FD);
+		*socket_context =
+			zc__track_open(ci != NULL ? ci->connect_fd : -1);
 		return;
-	shutdown(ci->connect_fd, SHUT_RDWR);
-	zc_warn("closing a connection: %s", why);
-}
-
-static void *
-watchdog(void *arg)
-{
-	struct zc_server *srv = arg;
-	long long limit =
-		(long long)srv->app->cfg.idle_timeout_s * 1000000000LL;
-	struct timespec tick = {0, 100 * 1000000L};
-	struct conn_track *t;
-	unsigned ticks = 0;
-	zc_req *r;
-
-	int i;
-
-	pthread_setname_np(pthread_self(), "zc-watchdog");
-	for (; !atomic_load(&srv->stopping); nanosleep(&tick, NULL)) {
-		long long now = zc__now_ns();
-
-		/* lines held by a handler that blocks where we cannot see */
-		zc__log_sweep();
-		/*
-		 * Every 5 s, hand back to the kernel the free pages glibc's
-		 * per-thread arenas keep: requests allocate on one thread and
-		 * free on another (idempotency entries, async calls), and the
-		 * arenas' free memory otherwise stays resident.  It takes
-		 * 50-130 us; balance-manager under the benchmark's load stays
-		 * at 18.7 MiB instead of growing past 21 (BENCHMARKS.md).
-		 */
-		if (ticks % 50 == 49)
-			malloc_trim(0);
-		if (ticks++ % 5 != 0)
-			continue; /* connections: twice a second */
-
-		for (i = 0; i < RECV_STRIPES; i++) {
-			pthread_mutex_lock(&conns[i].mu);
-			for (t = conns[i].head; t != NULL; t = t->next)
-				if (!atomic_load(&t->in_request) &&
-				    now - atomic_load(&t->since_ns) > limit)
-					cut(t, "request headers not complete "
-					       "within the idle timeout");
-			pthread_mutex_unlock(&conns[i].mu);
-			pthread_mutex_lock(&receiving[i].mu);
-			for (r = receiving[i].head; r != NULL; r = r->recv_next)
-				if (r->conn != NULL && peer_gone(r->conn) &&
-				    (t = track_of(r->conn)) != NULL)
-					cut(t, "client left before sending its "
-					       "whole body");
-			pthread_mutex_unlock(&receiving[i].mu);
-		}
 	}
-	return NULL;
+	zc__track_close(*socket_context);
+	*socket_context = NULL;
 }
 
 /* Health and metrics answer even when the function is saturated. */
@@ -476,7 +214,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 
 	(void)version;
 	if (req == NULL) {
-		struct conn_track *track;
+		struct zc_track *track = track_of(conn);
 		const char *cl, *ua;
 
 		req = malloc(sizeof(*req));
@@ -485,11 +223,11 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		zc__req_init(req, app, method, url);
 		req->conn = conn;
 		*con_cls = req;
-		if ((track = track_of(conn)) != NULL)
-			atomic_store(&track->in_request, true);
+		zc__track_request(track);
 		ua = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 						 MHD_HTTP_HEADER_USER_AGENT);
-		req->ctx.probe = ua != NULL && strncmp(ua, "kube-probe/", 11) == 0;
+		req->ctx.probe =
+			ua != NULL && strncmp(ua, "kube-probe/", 11) == 0;
 		/* Beyond ZC_MAX_INFLIGHT: an immediate 503, no queueing.
 		 * Probes and metrics still answer. */
 		if (atomic_fetch_add(&app->inflight, 1) >=
@@ -508,8 +246,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 			req->too_large = true;
 			return respond(conn, app, req);
 		}
-		pthread_once(&recv_once, recv_init);
-		recv_add(req);
+		zc__track_body(track, req);
 		return MHD_YES;
 	}
 	if (*upload_data_size > 0) {
@@ -551,7 +288,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 			return MHD_NO;
 		return MHD_YES;
 	}
-	recv_remove(req);
+	zc__track_body_done(track_of(conn), req);
 	if (req->status != 0)
 		return MHD_YES;
 	/* The handler's deadline starts when the whole request is in. */
@@ -566,11 +303,13 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	zc_app *app = cls;
 	zc_req *req = *con_cls;
+	struct zc_track *track;
 
 	if (req == NULL)
 		return;
+	track = track_of(conn);
 	/* answered (or abandoned): no longer in flight */
-	recv_remove(req);
+	zc__track_body_done(track, req);
 	atomic_fetch_sub(&app->inflight, 1);
 	/* an answered request was logged and counted in queue() */
 	if (req->status == 0)
@@ -579,14 +318,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED
 				? "timeout"
 				: "client went away");
-	{
-		/* the next request's headers are timed from now */
-		struct conn_track *t = track_of(conn);
-		if (t != NULL) {
-			atomic_store(&t->since_ns, zc__now_ns());
-			atomic_store(&t->in_request, false);
-		}
-	}
+	/* the next request's headers are timed from now */
+	zc__track_idle(track);
 	zc__req_release(req);
 	free(req);
 	*con_cls = NULL;
@@ -691,134 +424,6 @@ listen_addr(const zc_config *cfg, struct sockaddr_storage *ss, bool *dual,
 	return -1;
 }
 
-/* A listening socket on ss (dual: IPv4 too), or -1 with errno set. */
-static int
-open_listener(const struct sockaddr_storage *ss, bool dual)
-{
-	int one = 1, zero = 0, fd, e;
-	socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-						  : sizeof(struct sockaddr_in);
-
-	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	/*
-	 * SO_REUSEADDR only: a restart binds at once despite TIME_WAIT, and
-	 * a second process on the port fails instead of sharing it.
-	 */
-	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (dual)
-		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero,
-				 sizeof(zero));
-	if (bind(fd, (const struct sockaddr *)ss, len) != 0 ||
-	    listen(fd, SOMAXCONN) != 0) {
-		e = errno;
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	return fd;
-}
-
-/* Accept errors that say nothing about the listener: go on at once. */
-static bool
-accept_transient(int e)
-{
-	return e == EINTR || e == ECONNABORTED || e == EPROTO || e == EAGAIN ||
-	       e == EWOULDBLOCK || e == ENETDOWN || e == ENOPROTOOPT ||
-	       e == EHOSTDOWN || e == ENONET || e == EHOSTUNREACH ||
-	       e == EOPNOTSUPP || e == ENETUNREACH;
-}
-
-static unsigned
-open_total(struct zc_server *srv)
-{
-	unsigned i;
-	int n = 0;
-
-	for (i = 0; i < srv->nworkers; i++)
-		n += atomic_load(&srv->workers[i].conns);
-	return n > 0 ? (unsigned)n : 0;
-}
-
-static void *
-acceptor(void *arg)
-{
-	struct zc_server *srv = arg;
-	long long warned_ns = 0;
-
-	pthread_setname_np(pthread_self(), "zc-accept");
-	for (;;) {
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-		struct zc_worker *w;
-		unsigned i, k, best, before;
-		int fd, e, least;
-
-		/*
-		 * At the limit, the next connection waits in the listen
-		 * backlog until one closes, as with MHD's own listener
-		 * (accepting it would only have MHD close it).
-		 */
-		while (open_total(srv) >= srv->limit &&
-		       !atomic_load(&srv->quiescing))
-			usleep(1000);
-		fd = accept4(srv->lfd, (struct sockaddr *)&ss, &len,
-			     SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			e = errno;
-			if (atomic_load(&srv->quiescing))
-				break;
-			if (accept_transient(e))
-				continue;
-			/*
-			 * Out of descriptors or memory: the connection waits
-			 * in the backlog; say so once a second, retry soon.
-			 */
-			if (zc__now_ns() - warned_ns > 1000000000LL) {
-				warned_ns = zc__now_ns();
-				zc_warn("accept: %s (retrying)", strerror(e));
-			}
-			usleep(10000);
-			continue;
-		}
-		before = open_total(srv);
-		/* fewest open connections, round-robin among equals */
-		best = srv->next % srv->nworkers;
-		least = atomic_load(&srv->workers[best].conns);
-		for (i = 1; i < srv->nworkers && least > 0; i++) {
-			int c;
-
-			k = (srv->next + i) % srv->nworkers;
-			c = atomic_load(&srv->workers[k].conns);
-			if (c < least) {
-				least = c;
-				best = k;
-			}
-		}
-		srv->next = best + 1;
-		w = &srv->workers[best];
-		/* on failure MHD has closed fd and said why */
-		if (MHD_add_connection(w->daemon, fd,
-				       (const struct sockaddr *)&ss,
-				       len) == MHD_YES &&
-		    before + 1 >= srv->limit) {
-			/*
-			 * Near the limit, wait (10 ms at most) for the loop to
-			 * count it, so the check above sees it: otherwise
-			 * the next accept could pass the limit and MHD would
-			 * close that connection instead of leaving it queued.
-			 */
-			long long until = zc__now_ns() + 10000000LL;
-
-			while (open_total(srv) < before + 1 &&
-			       zc__now_ns() < until)
-				usleep(100);
-		}
-	}
-	return NULL;
-}
-
 /* cfg->threads event loops fed by one acceptor; false with err set. */
 static bool
 start_balanced(struct zc_server *srv, char *err, size_t errsize)
@@ -830,22 +435,8 @@ start_balanced(struct zc_server *srv, char *err, size_t errsize)
 
 	if (listen_addr(cfg, &ss, &dual, err, errsize) != 0)
 		return false;
-	srv->lfd = open_listener(&ss, dual);
-	if (srv->lfd < 0 && dual && errno == EAFNOSUPPORT) {
-		/* no IPv6 on this host: every IPv4 interface */
-		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-
-		memset(&ss, 0, sizeof(ss));
-		a4->sin_family = AF_INET;
-		a4->sin_addr.s_addr = htonl(INADDR_ANY);
-		a4->sin_port = htons((uint16_t)cfg->port);
-		srv->lfd = open_listener(&ss, false);
-	}
-	if (srv->lfd < 0) {
-		snprintf(err, errsize, "cannot listen on port %d: %s",
-			 cfg->port, strerror(errno));
+	if (zc__acceptor_listen(srv, &ss, dual, err, errsize) != 0)
 		return false;
-	}
 	/* the total limit split as MHD splits it over its own pool */
 	total = cfg->max_connections > 0 ? cfg->max_connections
 					 : FD_SETSIZE - 4;
@@ -871,25 +462,7 @@ start_balanced(struct zc_server *srv, char *err, size_t errsize)
 		}
 		srv->nworkers = i + 1;
 	}
-	atomic_init(&srv->quiescing, false);
-	if (pthread_create(&srv->acceptor, NULL, acceptor, srv) != 0) {
-		snprintf(err, errsize, "cannot start the acceptor thread");
-		return false;
-	}
-	srv->acceptor_running = true;
-	return true;
-}
-
-/* Refuse new connections (shutdown wakes accept) and end the acceptor. */
-static void
-stop_acceptor(struct zc_server *srv)
-{
-	if (!srv->acceptor_running)
-		return;
-	atomic_store(&srv->quiescing, true);
-	shutdown(srv->lfd, SHUT_RDWR);
-	pthread_join(srv->acceptor, NULL);
-	srv->acceptor_running = false;
+	return zc__acceptor_start(srv, err, errsize);
 }
 
 static void
@@ -897,7 +470,7 @@ free_server(struct zc_server *srv)
 {
 	unsigned i;
 
-	stop_acceptor(srv);
+	zc__acceptor_stop(srv);
 	for (i = 0; i < srv->nworkers; i++)
 		MHD_stop_daemon(srv->workers[i].daemon);
 	free(srv->workers);
@@ -946,6 +519,12 @@ start_single(struct zc_server *srv, char *err, size_t errsize)
 	return true;
 }
 
+/*
+ * Threading mode, chosen by measurement (BENCHMARKS.md): an epoll event
+ * loop per thread.  Handlers run on the loop thread that read the request,
+ * so there is no hand-off between threads on the hot path; the acceptor
+ * touches a connection once, when it arrives.
+ */
 struct zc_server *
 zc__server_start(zc_app *app, char *err, size_t errsize)
 {
@@ -959,8 +538,6 @@ zc__server_start(zc_app *app, char *err, size_t errsize)
 	srv->app = app;
 	srv->lfd = -1;
 	srv->listen_fd = MHD_INVALID_SOCKET;
-	/* connections counted before the first one arrives */
-	pthread_once(&conns_once, conns_init);
 	if (app->cfg.threads > 1 && !app->cfg.thread_per_connection)
 		ok = start_balanced(srv, err, errsize);
 	else
@@ -971,10 +548,7 @@ zc__server_start(zc_app *app, char *err, size_t errsize)
 	}
 	running = srv;
 	zc__metrics_provider(zc__server_metrics, srv);
-	pthread_once(&recv_once, recv_init);
-	atomic_init(&srv->stopping, false);
-	srv->watchdog_running =
-		pthread_create(&srv->watchdog, NULL, watchdog, srv) == 0;
+	zc__watchdog_start(&srv->watchdog, app->cfg.idle_timeout_s);
 	return srv;
 }
 
@@ -1003,7 +577,7 @@ zc__server_quiesce(struct zc_server *srv)
 {
 	if (srv->acceptor_running) {
 		/* no loop holds the socket: it closes once the acceptor ends */
-		stop_acceptor(srv);
+		zc__acceptor_stop(srv);
 		close(srv->lfd);
 		srv->lfd = -1;
 		return;
@@ -1021,9 +595,7 @@ zc__server_quiesce(struct zc_server *srv)
 void
 zc__server_stop(struct zc_server *srv)
 {
-	atomic_store(&srv->stopping, true);
-	if (srv->watchdog_running)
-		pthread_join(srv->watchdog, NULL);
+	zc__watchdog_stop(&srv->watchdog);
 	running = NULL;
 	free_server(srv); /* its threads have stopped: no scrape runs now */
 	zc__metrics_provider_remove(zc__server_metrics, srv);
