@@ -14,16 +14,13 @@
 #include <string.h>
 #include <time.h>
 
-/* The drain deadline, for attempts already running (client.c aborts them
- * at it); 0 while not draining. */
+/*
+ * The drain deadline; 0 while not draining.  Every queued call is handed a
+ * pointer to it, so attempts already running see it start (curl.c aborts
+ * them at it).
+ */
 static _Atomic long long deadline_now;
 static atomic_ulong rejected_total, undelivered_total;
-
-long long
-zc__async_deadline_ns(void)
-{
-	return atomic_load_explicit(&deadline_now, memory_order_relaxed);
-}
 
 static struct {
 	pthread_mutex_t mu;
@@ -154,7 +151,7 @@ zc_call_send_async(zc_call *call)
 		atomic_fetch_add(&rejected_total, 1);
 		return ZC_ERR_QUEUE_FULL;
 	}
-	zc__call_detach(call);
+	zc__call_detach(call, &deadline_now);
 	q.ring[(q.head + q.count) % q.cap] = call;
 	q.count++;
 	pthread_cond_signal(&q.nonempty);

@@ -4,7 +4,7 @@
  *   1. an explicit <NAME>_URL (local runs, tests, anything custom);
  *   2. the Dapr sidecar when DAPR_HTTP_PORT is set:
  *      http://127.0.0.1:$DAPR_HTTP_PORT/v1.0/invoke/<name>/method
- *      (the caller's path follows; dapr-api-token is added by client.c);
+ *      (the caller's path follows; dapr-api-token is added by call.c);
  *   3. the Knative cluster-local address in this pod's namespace.
  */
 #include "outbound.h"

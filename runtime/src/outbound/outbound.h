@@ -3,15 +3,17 @@
  * leads (discovery, targets), how a call behaves (policy, breaker,
  * bulkhead, retries), the libcurl loader, and fire-and-forget delivery.
  * Above the server side: a call reads its inbound request's deadline and
- * trace context.
+ * trace context.  The call's layout is private to outbound/ (call.h).
  */
 #ifndef ZC_OUTBOUND_H
 #define ZC_OUTBOUND_H
 
 #include "../http/http.h"
 
-/* ---- client (client.c, curl.c) ---- */
+/* ---- client (call.c, client.c, curl.c) ---- */
+/* Load libcurl (once; safe from any thread): 0, or -1 when it cannot be. */
 int zc__client_global_init(void);
+/* The process-wide call defaults (ZC_CLIENT_*); before threads start. */
 void zc__client_set_defaults(long timeout_ms, long connect_ms,
 			     size_t max_reply);
 
@@ -43,7 +45,10 @@ const char *zc__breaker_state_name(int state);
 
 /* ---- targets: where and how calls go (discovery.c, target.c) ---- */
 #define ZC_OUTCOMES (ZC_ERR_DEADLINE + 1)
+/* How a target is reached: an explicit URL, the Dapr sidecar, Knative. */
 enum { ZC_MODE_ENV = 0, ZC_MODE_DAPR, ZC_MODE_KNATIVE };
+/* service's base URL into buf, and how it is reached into *mode (if not
+ * NULL); reads the environment on every call. */
 zc_err zc__service_resolve(const char *service, char *buf, size_t size,
 			   int *mode);
 
@@ -58,14 +63,18 @@ struct zc_target {
 };
 struct zc_target *zc__targets(void); /* the list's head */
 const char *zc__outcome_name(int outcome);
-/* The target named name, created with its policy on first use; NULL only
- * on ENOMEM.  Lock-free after creation. */
+/* The target named name, created with its policy and mode on first use
+ * (mode: how the caller, having just resolved name, reaches it); NULL
+ * only on ENOMEM.  Lock-free after creation. */
+struct zc_target *zc__target_use(const char *name, int mode);
+/* The same for a caller that has not resolved name (tests): resolves it
+ * if the target is new. */
 struct zc_target *zc__target_get(const char *name);
 void zc__policy_set_global(const zc_policy *p);
 /* The targets' metrics families (calls by outcome, breaker state). */
 void zc__targets_metrics(struct zc_buf *out, void *arg);
 
-/* ---- async delivery (async.c, with call internals from client.c) ---- */
+/* ---- async delivery (async.c, with call internals from call.c) ---- */
 void zc__async_configure(size_t queue_size, int workers);
 struct zc_async_stats {
 	unsigned long depth, rejected, undelivered;
@@ -76,9 +85,12 @@ void zc__async_metrics(struct zc_buf *out, void *arg);
 /* Deliver what is queued until deadline; log what is left.  Returns the
  * number of calls logged as undelivered. */
 long zc__async_drain(long long deadline_ns, bool reopen);
-long long zc__async_deadline_ns(void);
-void zc__call_detach(zc_call *call);
+/* The call now belongs to the queue: its inbound request is gone, and
+ * drain_ns (0 until the queue drains) bounds it, even mid-attempt. */
+void zc__call_detach(zc_call *call, _Atomic long long *drain_ns);
+/* The first error a constructor or setter met (ZC_OK if none). */
 zc_err zc__call_setup_err(const zc_call *call);
+/* A complete, replayable record of the call, one line of JSON (malloc'd). */
 char *zc__call_record(const zc_call *call);
 /* For emitters that call URLs, not functions (events/). */
 zc_call *zc__call_new_url(zc_req *inbound, const char *target_name,

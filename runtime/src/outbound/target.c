@@ -100,11 +100,13 @@ find(const char *name)
 	return NULL;
 }
 
-/* Create (or return) name's target; policy NULL means the defaults. */
+/*
+ * Create (or return) name's target; policy NULL means the defaults.  mode
+ * is how the caller's resolution of name reached it.
+ */
 static struct zc_target *
-create(const char *name, const zc_policy *policy, bool *created)
+create(const char *name, int mode, const zc_policy *policy, bool *created)
 {
-	char url[2048];
 	struct zc_target *t;
 	bool dapr_default_retries;
 
@@ -121,8 +123,7 @@ create(const char *name, const zc_policy *policy, bool *created)
 	}
 	snprintf(t->name, sizeof(t->name), "%s", name);
 	t->policy = policy != NULL ? *policy : global_policy;
-	t->mode = ZC_MODE_KNATIVE;
-	(void)zc__service_resolve(name, url, sizeof(url), &t->mode);
+	t->mode = mode;
 	/*
 	 * The Dapr sidecar already retries service invocation; retrying on
 	 * top would multiply attempts, so Dapr targets default to none.
@@ -145,14 +146,27 @@ create(const char *name, const zc_policy *policy, bool *created)
 }
 
 struct zc_target *
-zc__target_get(const char *name)
+zc__target_use(const char *name, int mode)
 {
 	struct zc_target *t = find(name);
 	bool created;
 
 	if (t != NULL)
 		return t;
-	return create(name, NULL, &created);
+	return create(name, mode, NULL, &created);
+}
+
+struct zc_target *
+zc__target_get(const char *name)
+{
+	char url[2048];
+	struct zc_target *t = find(name);
+	int mode = ZC_MODE_KNATIVE;
+
+	if (t != NULL)
+		return t;
+	(void)zc__service_resolve(name, url, sizeof(url), &mode);
+	return zc__target_use(name, mode);
 }
 
 static const char *const mode_names[] = {"env", "dapr", "knative"};
@@ -162,11 +176,12 @@ zc_service(zc_app *app, const char *name, const zc_policy *policy)
 {
 	char url[2048];
 	struct zc_target *t;
+	int mode = ZC_MODE_KNATIVE;
 	bool created;
 	zc_err err;
 
 	(void)app;
-	err = zc__service_resolve(name, url, sizeof(url), NULL);
+	err = zc__service_resolve(name, url, sizeof(url), &mode);
 	if (err == ZC_OK) {
 		/* declared targets are checked at start-up: a bad value
 		 * stops the process instead of being ignored later */
@@ -183,7 +198,7 @@ zc_service(zc_app *app, const char *name, const zc_policy *policy)
 			 zc_strerror(err));
 		return err;
 	}
-	t = create(name, policy, &created);
+	t = create(name, mode, policy, &created);
 	if (t == NULL)
 		return ZC_ERR_NOMEM;
 	if (!created) {
