@@ -952,6 +952,49 @@ START_TEST(idempotent_route_runs_once_per_source_and_id)
 }
 END_TEST
 
+/*
+ * A redelivery in the other content mode is the same event: the content
+ * type compares by meaning (absent = JSON for JSON data; parameters such
+ * as charset ignored; case ignored), not as text.  Found with the
+ * official CloudEvents SDK, which sends structured events without
+ * datacontenttype.
+ */
+START_TEST(idempotent_route_compares_content_types_by_meaning)
+{
+	static const char *const h[] = {
+		"Content-Type: application/cloudevents+json", NULL};
+
+	/* binary, Content-Type with a charset */
+	expect_accepted(post("/once",
+			     BIN_HEADERS("ce-type: com.example.once",
+					 "Content-Type: application/json; "
+					 "charset=utf-8"),
+			     "{\"n\":1}"));
+	ck_assert_int_eq(calls, 1);
+	/* structured, no datacontenttype: JSON by the spec */
+	expect_accepted(post("/once", h,
+			     "{\"specversion\":\"1.0\",\"id\":\"A-1\","
+			     "\"source\":\"/unit/test\",\"type\":"
+			     "\"com.example.once\",\"data\":{\"n\":1}}"));
+	ck_assert_int_eq(calls, 1);
+	/* structured, upper case and a parameter */
+	expect_accepted(post("/once", h,
+			     "{\"specversion\":\"1.0\",\"id\":\"A-1\","
+			     "\"source\":\"/unit/test\",\"type\":"
+			     "\"com.example.once\",\"datacontenttype\":"
+			     "\"Application/JSON ; charset=UTF-8\","
+			     "\"data\":{\"n\":1}}"));
+	ck_assert_int_eq(calls, 1);
+	/* another media type is another event: 422 */
+	expect_error(post("/once",
+			  BIN_HEADERS("ce-type: com.example.once",
+				      "Content-Type: text/plain"),
+			  "{\"n\":1}"),
+		     422, NULL);
+	ck_assert_int_eq(calls, 1);
+}
+END_TEST
+
 START_TEST(idempotent_route_replays_a_stored_reply)
 {
 	zc_res *res;
@@ -1177,6 +1220,7 @@ main(void)
 	tcase_add_test(tc, prefer_reply_without_a_reply_is_202);
 	tcase_add_test(tc, handler_status_and_failures);
 	tcase_add_test(tc, idempotent_route_runs_once_per_source_and_id);
+	tcase_add_test(tc, idempotent_route_compares_content_types_by_meaning);
 	tcase_add_test(tc, idempotent_route_replays_a_stored_reply);
 	tcase_add_test(tc, builder);
 	tcase_add_test(tc, percent_encoding_round_trip);

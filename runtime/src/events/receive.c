@@ -6,6 +6,8 @@
  */
 #include "events.h"
 
+#include <ctype.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,12 +107,39 @@ pick(const struct ev_path *p, const char *type)
 
 /* What identifies an event's content for duplicate detection: a
  * redelivery may differ in time or extensions, not in type or data. */
+/*
+ * The content type as a fingerprint compares it: by meaning, so that one
+ * event redelivered in the other content mode is the same event.  The
+ * media type only (parameters such as charset dropped), lower-case, and
+ * absent meaning application/json when the data is JSON (CloudEvents'
+ * JSON format: data without datacontenttype is JSON).
+ */
+static void
+media_type_key(const char *ct, bool json_data, char *out, size_t size)
+{
+	size_t n = 0;
+	const char *end;
+
+	if (ct == NULL || *ct == '\0') {
+		snprintf(out, size, "%s", json_data ? "application/json" : "");
+		return;
+	}
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	end = ct + strcspn(ct, ";");
+	while (end > ct && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	for (; ct < end && n + 1 < size; ct++)
+		out[n++] = (char)tolower((unsigned char)*ct);
+	out[n] = '\0';
+}
+
 static char *
 fingerprint(const zc_event *ev, size_t *len)
 {
 	const char *type = zc_event_type(ev);
-	const char *ct = zc_event_datacontenttype(ev);
-	char *dump = NULL, *buf;
+	const char *raw = zc_event_datacontenttype(ev);
+	char *dump = NULL, *buf, ct[128];
 	const char *d = ev->data != NULL ? ev->data : "";
 	size_t dl = ev->data != NULL ? ev->len : 0, tl, cl;
 
@@ -120,7 +149,7 @@ fingerprint(const zc_event *ev, size_t *len)
 			return NULL;
 		d = dump;
 	}
-	ct = ct != NULL ? ct : "";
+	media_type_key(raw, ev->json != NULL, ct, sizeof(ct));
 	tl = strlen(type);
 	cl = strlen(ct);
 	if ((buf = malloc(tl + cl + dl + 3)) != NULL) {
