@@ -100,7 +100,7 @@ $(LIB): $(RUNTIME_OBJ)
 	@ar rcs $@ $^
 
 # Each example is its handler file(s) compiled to objects (with their .d
-# files, so editing ledger.h rebuilds balance-manager) and linked with the
+# files, so editing a header rebuilds the example) and linked with the
 # runtime; main() comes from the library's main.o.
 example_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard examples/$(1)/*.c))
 .SECONDEXPANSION:
@@ -261,8 +261,7 @@ $(FUZZ_BUILD)/obj/%.o: %.c | fuzz-deps
 	@echo "  FUZZCC  $<"
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(DEPFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
-$(FUZZ_BUILD)/fuzz_dispatch: $(FUZZ_BUILD)/obj/examples/balance-manager/balance-manager.o \
-	$(FUZZ_BUILD)/obj/examples/balance-manager/ledger.o
+$(FUZZ_BUILD)/fuzz_dispatch: $(FUZZ_BUILD)/obj/examples/balance-manager/balance-manager.o
 
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_RT_OBJ)
 	@echo "  FUZZLD  $@"

@@ -1,13 +1,15 @@
 /*
- * balance-manager - keeps balances: POST /update {"account", "amount"}.
- * The seed's Function 2, with exact cents and a thread-safe ledger.
- * Every update is applied exactly once per Idempotency-Key (the runtime
- * replays the stored answer to a retry), and reported to audit-logger:
- * fire-and-forget by default (AUDIT_MODE=async), or in line
- * (AUDIT_MODE=sync).  An audit failure never fails the update (the seed's
- * behaviour) and is never lost: the call is retried (it carries an
- * Idempotency-Key, so audit-logger records it once) and, if it still
- * cannot be delivered, the complete record is logged.
+ * balance-manager - keeps balances: POST /update {"account", "amount"},
+ * GET /accounts/{account}.  The seed's Function 2, with exact cents kept
+ * in the store (ZC_STORE_URL: a SQLite file by default, PostgreSQL for
+ * many replicas), so balances survive restarts and every replica sees the
+ * same ones.  Each update is one store transaction: the balance, a ledger
+ * entry keyed by the update's Idempotency-Key, the idempotency record and
+ * the audit call all commit together or not at all.  The audit goes to
+ * audit-logger fire-and-forget by default (AUDIT_MODE=async: through the
+ * store's outbox, delivered after the commit, surviving kill -9), or in
+ * line (AUDIT_MODE=sync).  An audit failure never fails the update (the
+ * seed's behaviour) and is never lost.
  *
  * Event mode (EVENT_MODE=1, or K_SINK set): also subscribes on "/" to
  * com.example.transaction.created, applies each event once per source +
@@ -22,47 +24,76 @@
 #include <time.h>
 #include <zenith.h>
 
-#include "ledger.h"
+#define MAX_ACCOUNT 128 /* bytes in an account name */
 
-static ledger *balances;
+/* The function's tables; the runtime keeps its own (idempotency records,
+ * the outbox) beside them. */
+static const char schema_v1[] =
+	"CREATE TABLE IF NOT EXISTS accounts ("
+	" account TEXT PRIMARY KEY,"
+	" cents BIGINT NOT NULL);"
+	/* one row per applied update: the ledger the balance sums */
+	"CREATE TABLE IF NOT EXISTS entries ("
+	" key TEXT PRIMARY KEY,"
+	" account TEXT NOT NULL,"
+	" cents BIGINT NOT NULL);";
+
 static bool audit_async = true;
 
-static void audit(zc_req *req, const char *account, int64_t amount,
-		  int64_t balance);
+static void audit(zc_req *req, const char *key, const char *account,
+		  int64_t amount, int64_t balance);
+static int store_failed(zc_res *res, zc_err err);
 static void publish_balance(zc_req *req, const zc_event *in,
 			    const char *account, int64_t amount,
 			    int64_t balance);
 
 /*
- * The update both routes apply: account and amount from obj, checked, and
- * the balance changed.  Returns 1 when applied, 0 when res holds the
- * client's error, -1 when the handler failed (out of memory).
+ * The update both routes apply, in the route's transaction: account and
+ * amount from obj, checked; the balance changed and a ledger entry keyed
+ * key written.  Returns 1 when applied, 0 when res holds the answer (the
+ * client's error, or a 503 from the store), -1 when the handler failed.
+ * Any answer but a 2xx rolls the transaction back.
  */
 static int
-apply_update(const json_t *obj, zc_res *res, const char **account,
-	     int64_t *amount, int64_t *balance)
+apply_update(zc_tx *tx, const json_t *obj, const char *key, zc_res *res,
+	     const char **account, int64_t *amount, int64_t *balance)
 {
+	zc_rows *rows = NULL;
 	char text[24];
-	int rc;
+	zc_err err;
 
 	if (zc_json_string(obj, "account", account, res) != ZC_OK ||
 	    zc_json_money(obj, "amount", amount, res) != ZC_OK)
 		return 0;
-	if ((*account)[0] == '\0' || strlen(*account) > LEDGER_MAX_ACCOUNT) {
+	if ((*account)[0] == '\0' || strlen(*account) > MAX_ACCOUNT) {
 		zc_res_error(res, 400,
 			     "field \"account\" must be 1 to %d bytes",
-			     LEDGER_MAX_ACCOUNT);
+			     MAX_ACCOUNT);
 		return 0;
 	}
-	rc = ledger_add(balances, *account, *amount, balance);
-	if (rc == -1) {
+	/* one statement: the row lock makes concurrent updates exact */
+	err = zc_tx_query(tx, &rows,
+			  "INSERT INTO accounts (account, cents) VALUES ($1, "
+			  "$2) ON CONFLICT (account) DO UPDATE SET cents = "
+			  "accounts.cents + excluded.cents RETURNING cents",
+			  "sI", *account, *amount);
+	if (err == ZC_OK)
+		err = zc_rows_int64(rows, 0, 0, balance);
+	zc_rows_free(rows);
+	if (err == ZC_OK)
+		err = zc_tx_exec(tx,
+				 "INSERT INTO entries (key, account, cents) "
+				 "VALUES ($1, $2, $3)",
+				 "ssI", key, *account, *amount);
+	if (err != ZC_OK)
+		return store_failed(res, err);
+	/* both were within ZC_MONEY_MAX, so the sum did not overflow */
+	if (*balance > ZC_MONEY_MAX || *balance < -ZC_MONEY_MAX) {
 		zc_res_error(res, 422,
 			     "balance of %s would leave the supported range",
 			     *account);
-		return 0;
+		return 0; /* rolled back: the balance is unchanged */
 	}
-	if (rc != 0)
-		return -1;
 	zc_info("Updated balance for %s: %s", *account,
 		zc_money_format(*balance, text, sizeof(text)));
 	return 1;
@@ -71,18 +102,24 @@ apply_update(const json_t *obj, zc_res *res, const char **account,
 static int
 handle_update(zc_req *req, zc_res *res, void *arg)
 {
-	const char *account;
+	const char *account, *key = zc_req_header(req, "Idempotency-Key");
 	int64_t amount, balance;
+	char rnd[33];
 	json_t *in;
 	int rc;
 
 	(void)arg;
 	if ((in = zc_req_json(req, res)) == NULL)
 		return 0;
-	if ((rc = apply_update(in, res, &account, &amount, &balance)) != 1)
+	/* an update without a key: any unique key will do */
+	if (key == NULL)
+		key = zc_random_id(rnd, sizeof(rnd));
+	rc = apply_update(zc_req_tx(req), in, key, res, &account, &amount,
+			  &balance);
+	if (rc != 1)
 		return rc;
 
-	audit(req, account, amount, balance);
+	audit(req, key, account, amount, balance);
 
 	return zc_res_jsonf(res, 200, "{s:s, s:o, s:s}", "status", "updated",
 			    "new_balance", zc_money_json_new(balance),
@@ -103,6 +140,7 @@ handle_transaction_created(zc_req *req, const zc_event *ev, zc_res *res,
 	const char *account;
 	int64_t amount, balance;
 	json_t *data = zc_event_json(ev);
+	char key[48];
 	int rc;
 
 	(void)arg;
@@ -110,11 +148,55 @@ handle_transaction_created(zc_req *req, const zc_event *ev, zc_res *res,
 		return zc_res_error(res, 400,
 				    "event data must be a JSON object with "
 				    "account and amount");
-	if ((rc = apply_update(data, res, &account, &amount, &balance)) != 1)
+	/* the ledger entry is the event's: one per source + id */
+	if (zc_stable_id(key, sizeof(key), "evt-", zc_event_source(ev),
+			 zc_event_id(ev)) != ZC_OK)
+		return -1;
+	rc = apply_update(zc_req_tx(req), data, key, res, &account, &amount,
+			  &balance);
+	if (rc != 1)
 		return rc;
 	zc_info("(event %s from %s)", zc_event_id(ev), zc_event_source(ev));
 	publish_balance(req, ev, account, amount, balance);
 	return 0; /* 202 */
+}
+
+/* GET /accounts/{account}: {"account":"ACC-001","balance":100.5}. */
+static int
+handle_account(zc_req *req, zc_res *res, void *arg)
+{
+	const char *account = zc_req_param(req, "account");
+	zc_rows *rows = NULL;
+	int64_t balance;
+	zc_err err;
+
+	(void)arg;
+	err = zc_tx_query(zc_req_tx(req), &rows,
+			  "SELECT cents FROM accounts WHERE account = $1", "s",
+			  account);
+	if (err == ZC_OK && zc_rows_count(rows) == 0) {
+		zc_rows_free(rows);
+		return zc_res_error(res, 404, "no account %s", account);
+	}
+	if (err == ZC_OK)
+		err = zc_rows_int64(rows, 0, 0, &balance);
+	zc_rows_free(rows);
+	if (err != ZC_OK)
+		return store_failed(res, err);
+	return zc_res_jsonf(res, 200, "{s:s, s:o}", "account", account,
+			    "balance", zc_money_json_new(balance));
+}
+
+/* The store refused a statement: a conflict is the runtime's to re-run
+ * (any answer will do, it is discarded); anything else is a 503. */
+static int
+store_failed(zc_res *res, zc_err err)
+{
+	if (err != ZC_ERR_CONFLICT)
+		zc_warn("store: %s", zc_strerror(err));
+	zc_res_error(res, 503, "balances unavailable: %s", zc_strerror(err));
+	zc_res_header(res, "Retry-After", "1");
+	return 0;
 }
 
 /* A full queue means overload, when every update would say so: one
@@ -154,17 +236,15 @@ log_undelivered(const json_t *record, zc_err err, int status)
  * writes one record per update.
  */
 static void
-audit(zc_req *req, const char *account, int64_t amount, int64_t balance)
+audit(zc_req *req, const char *key, const char *account, int64_t amount,
+      int64_t balance)
 {
-	const char *key = zc_req_header(req, "Idempotency-Key");
-	char audit_key[300], rnd[33];
+	char audit_key[300];
 	json_t *record;
 	zc_call *call;
 	zc_err err = ZC_ERR_NOMEM;
 
-	/* an update without a key: any unique key will do */
-	snprintf(audit_key, sizeof(audit_key), "audit-%.250s",
-		 key != NULL ? key : zc_random_id(rnd, sizeof(rnd)));
+	snprintf(audit_key, sizeof(audit_key), "audit-%.250s", key);
 	record = json_pack("{s:s, s:{s:s, s:o, s:o}}", "action",
 			   "balance_update", "details", "account", account,
 			   "amount", zc_money_json_new(amount), "new_balance",
@@ -235,35 +315,19 @@ publish_balance(zc_req *req, const zc_event *in, const char *account,
 	zc_event_free(ev);
 }
 
-static int
-init(void *arg)
-{
-	static const char *const modes[] = {"async", "sync", NULL};
-	int mode;
-
-	(void)arg;
-	if (zc_env_choice("AUDIT_MODE", modes, 0, &mode) != ZC_OK)
-		return -1;
-	audit_async = mode == 0;
-	balances = ledger_new();
-	return balances == NULL ? -1 : 0;
-}
-
-static void
-shutdown_ledger(void *arg)
-{
-	(void)arg;
-	ledger_free(balances);
-	balances = NULL;
-}
-
 int
 zc_function_setup(zc_app *app)
 {
+	static const char *const modes[] = {"async", "sync", NULL};
+	zc_route_opts once = {.flags = ZC_ROUTE_IDEMPOTENT |
+				       ZC_ROUTE_TRANSACTIONAL};
+	zc_route_opts tx = {.flags = ZC_ROUTE_TRANSACTIONAL};
 	bool events;
+	int mode;
 
-	zc_on_init(app, init, NULL);
-	zc_on_shutdown(app, shutdown_ledger, NULL);
+	if (zc_env_choice("AUDIT_MODE", modes, 0, &mode) != ZC_OK)
+		return -1;
+	audit_async = mode == 0;
 	/* EVENT_MODE=1|0; unset: on when K_SINK is set */
 	if (zc_env_bool("EVENT_MODE", zc_event_sink() != NULL, &events) !=
 	    ZC_OK)
@@ -271,7 +335,8 @@ zc_function_setup(zc_app *app)
 	if (events) {
 		if (zc_event_route(app, "/", handle_transaction_created, NULL,
 				   &(zc_route_opts){
-					   .flags = ZC_ROUTE_IDEMPOTENT,
+					   .flags = ZC_ROUTE_IDEMPOTENT |
+						    ZC_ROUTE_TRANSACTIONAL,
 					   .event_type =
 						   "com.example.transaction."
 						   "created",
@@ -282,8 +347,11 @@ zc_function_setup(zc_app *app)
 			zc_event_sink() != NULL ? zc_event_sink()
 						: "nowhere (no K_SINK)");
 	}
-	if (zc_service(app, "audit-logger", NULL) != ZC_OK)
+	if (zc_store_schema(app, "balance-manager", 1, schema_v1) != ZC_OK ||
+	    zc_service(app, "audit-logger", NULL) != ZC_OK ||
+	    zc_route_with(app, "GET", "/accounts/{account}", handle_account,
+			  NULL, &tx) != ZC_OK)
 		return -1;
 	return zc_route_with(app, "POST", "/update", handle_update, NULL,
-			     &(zc_route_opts){.flags = ZC_ROUTE_IDEMPOTENT});
+			     &once);
 }

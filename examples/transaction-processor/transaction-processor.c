@@ -4,7 +4,11 @@
  * Function 1; the transaction id is made first (unique even within one
  * second, unlike the seed's TXN-<unix seconds>) and sent as the
  * Idempotency-Key of the balance update, so the runtime may retry the
- * update through faults and balance-manager still applies it once.
+ * update through faults and balance-manager still applies it once.  A
+ * client that retries sends its own Idempotency-Key: the transaction id
+ * is then derived from it, so a retry on any replica is the same
+ * transaction, applied once by balance-manager's store (this function
+ * keeps no state).
  *
  * Event mode (EVENT_MODE=1, or K_SINK set; the seed's "Event-Driven via
  * Broker"): POST /transaction answers 202 {"status":"accepted",
@@ -21,7 +25,7 @@
  * in event mode nobody would see its 400 */
 #define MAX_ACCOUNT 128
 
-static void new_transaction_id(char *buf, size_t size);
+static zc_err new_transaction_id(zc_req *req, char *buf, size_t size);
 static int downstream_failed(zc_res *res, zc_call *call, zc_err err);
 
 static int
@@ -41,7 +45,10 @@ handle_transaction(zc_req *req, zc_res *res, void *arg)
 	    zc_json_string(in, "account", &account, res) != ZC_OK ||
 	    zc_json_money(in, "amount", &amount, res) != ZC_OK)
 		return 0;
-	new_transaction_id(id, sizeof(id));
+	if (new_transaction_id(req, id, sizeof(id)) != ZC_OK)
+		return zc_res_error(res, 400,
+				    "invalid Idempotency-Key: expected 1 to "
+				    "255 printable ASCII characters");
 	zc_info("Processing transaction %s: account=%s, amount=%s", id, account,
 		zc_money_format(amount, text, sizeof(text)));
 
@@ -98,7 +105,10 @@ handle_transaction_event(zc_req *req, zc_res *res, void *arg)
 		return zc_res_error(res, 400,
 				    "field \"account\" must be 1 to %d bytes",
 				    MAX_ACCOUNT);
-	new_transaction_id(id, sizeof(id));
+	if (new_transaction_id(req, id, sizeof(id)) != ZC_OK)
+		return zc_res_error(res, 400,
+				    "invalid Idempotency-Key: expected 1 to "
+				    "255 printable ASCII characters");
 	zc_info("Publishing transaction %s: account=%s, amount=%s", id, account,
 		zc_money_format(amount, text, sizeof(text)));
 
@@ -128,14 +138,30 @@ handle_transaction_event(zc_req *req, zc_res *res, void *arg)
 			    "transaction_id", id);
 }
 
-/* 64 random bits: unique across threads and replicas alike. */
-static void
-new_transaction_id(char *buf, size_t size)
+/*
+ * With the client's Idempotency-Key: TXN- and a hash of the key, the same
+ * on every replica.  Without: the time and 64 random bits, unique across
+ * threads and replicas alike.
+ */
+static zc_err
+new_transaction_id(zc_req *req, char *buf, size_t size)
 {
+	const char *key = zc_req_header(req, "Idempotency-Key");
 	char rnd[17];
+	size_t i, n;
 
-	snprintf(buf, size, "TXN-%lld-%s", (long long)time(NULL),
-		 zc_random_id(rnd, sizeof(rnd)));
+	if (key == NULL) {
+		snprintf(buf, size, "TXN-%lld-%s", (long long)time(NULL),
+			 zc_random_id(rnd, sizeof(rnd)));
+		return ZC_OK;
+	}
+	n = strlen(key);
+	for (i = 0; i < n; i++)
+		if (key[i] < 0x21 || key[i] > 0x7e)
+			return ZC_ERR_INVALID;
+	if (n == 0 || n > 255)
+		return ZC_ERR_INVALID;
+	return zc_stable_id(buf, size, "TXN-", key, NULL);
 }
 
 /* Map a failed balance-manager call to this function's answer. */

@@ -6,6 +6,7 @@ Every process started here is recorded and killed by kill_all() (called by
 the per-test cleanup and by run.py's finally), so nothing outlives the run.
 """
 import http.client
+import itertools
 import http.server
 import json
 import os
@@ -329,14 +330,24 @@ def base_env():
     return env
 
 
+_STORES = itertools.count()
+
+
 class Proc:
     """One function binary, its stderr/stdout in files under logdir."""
 
     def __init__(self, name, port, env, logdir, tag=None):
         self.name = name
         self.port = port
-        self.env = env
         self.tag = tag or name
+        if "ZC_STORE_URL" not in env:
+            # A process of its own starts with no state, as the tests
+            # assume: a fresh SQLite file unless the test names a store
+            # (a test that restarts a process on its state passes it).
+            env = dict(env)
+            env["ZC_STORE_URL"] = "sqlite:%s" % os.path.join(
+                logdir, "%s.%d.%d.db" % (self.tag, port, next(_STORES)))
+        self.env = env
         self.err_path = os.path.join(logdir, "%s.%d.stderr" % (self.tag, port))
         self.out_path = os.path.join(logdir, "%s.%d.stdout" % (self.tag, port))
         self.popen = None

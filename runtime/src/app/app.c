@@ -65,6 +65,8 @@ zc_app_free(zc_app *app)
 	zc__router_free(app);
 	zc__idem_free(app->idem);
 	zc__events_free(app);
+	if (app->uses_store)
+		zc__store_shutdown();
 	free(app);
 }
 
@@ -118,7 +120,9 @@ init_metrics(zc_app *app)
 	zc__metrics_init(names, app->nroutes);
 	free(names);
 	if (zc__metrics_provider(zc__targets_metrics, NULL) != 0 ||
-	    zc__metrics_provider(zc__async_metrics, NULL) != 0) {
+	    zc__metrics_provider(zc__async_metrics, NULL) != 0 ||
+	    (app->uses_store &&
+	     zc__metrics_provider(zc__store_metrics, NULL) != 0)) {
 		zc_error("too many metrics providers");
 		return -1;
 	}
@@ -126,7 +130,61 @@ init_metrics(zc_app *app)
 }
 
 static int
-run_setup(zc_app *app, int (*setup)(zc_app *))
+nothing(zc_tx *tx, void *arg)
+{
+	(void)tx;
+	(void)arg;
+	return 0;
+}
+
+/*
+ * One empty transaction: the store's schemas applied and its reachability
+ * known before the first request needs them.  A store that is down is not
+ * fatal: readiness says so until it comes back.
+ */
+static void *
+warm_store(void *arg)
+{
+	zc_err err = zc__store_run(nothing, NULL, NULL);
+
+	(void)arg;
+	if (err != ZC_OK)
+		zc_warn("store not reachable yet (%s): readiness answers 503 "
+			"and requests that need it 503 until it is",
+			zc_strerror(err));
+	return NULL;
+}
+
+/*
+ * The store, for a function that keeps state (a transactional route or a
+ * schema): ZC_STORE_URL parsed, nothing connected yet.  In-process tests
+ * default to memory: rather than a file under $TMPDIR.
+ */
+static int
+open_store(zc_app *app, bool testing)
+{
+	const char *url = getenv("ZC_STORE_URL");
+	char err[512];
+
+	if (!app->uses_store)
+		return 0;
+	if (testing && (url == NULL || *url == '\0')
+		    ? zc__store_configure("memory:", app->name, -1, err,
+					  sizeof(err)) != 0
+		    : zc__store_configure_env(app->name, err, sizeof(err)) !=
+			      0) {
+		zc_error("%s", err);
+		return -1;
+	}
+	if (!testing)
+		zc__store_log_startup();
+	else
+		warm_store(NULL); /* in-process tests: schemas applied now */
+	return 0;
+}
+
+static int
+run_setup(zc_app *app, int (*setup)(zc_app *), bool testing)
 {
 	if (setup == NULL || setup(app) != 0) {
 		zc_error("function setup failed");
@@ -134,6 +192,8 @@ run_setup(zc_app *app, int (*setup)(zc_app *))
 	}
 	if (check_health_paths(app) != 0)
 		return -1;
+	if (open_store(app, testing) != 0)
+		return -2;
 	if (app->init != NULL && app->init(app->init_arg) != 0) {
 		zc_error("init hook failed");
 		return -1;
@@ -168,7 +228,7 @@ zc_test_app(int (*setup)(zc_app *app))
 		return NULL;
 	}
 	apply_client_config(&app->cfg);
-	if (run_setup(app, setup) != 0) {
+	if (run_setup(app, setup, true) != 0) {
 		zc_app_free(app);
 		return NULL;
 	}
@@ -204,6 +264,20 @@ preload(void *arg)
 	return NULL;
 }
 
+/* fn on a detached thread of its own; in line when none can start. */
+static void
+background(void *(*fn)(void *))
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, fn, NULL) != 0)
+		(void)fn(NULL);
+	pthread_attr_destroy(&attr);
+}
+
 /*
  * A function that declared targets will call out: load libcurl now, on a
  * thread of its own, once the port is open, so neither the first request
@@ -212,16 +286,8 @@ preload(void *arg)
 static void
 preload_client(void)
 {
-	pthread_attr_t attr;
-	pthread_t t;
-
-	if (zc__targets() == NULL)
-		return;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, preload, NULL) != 0)
-		(void)zc__client_global_init(); /* then in line */
-	pthread_attr_destroy(&attr);
+	if (zc__targets() != NULL)
+		background(preload);
 }
 
 int
@@ -233,7 +299,7 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 	long long deadline;
 	zc_app *app;
 	long left;
-	int sig;
+	int sig, rc;
 
 	(void)argc;
 	app = zc__app_new();
@@ -259,9 +325,9 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	apply_client_config(&app->cfg);
-	if (run_setup(app, setup) != 0) {
+	if ((rc = run_setup(app, setup, false)) != 0) {
 		zc_app_free(app);
-		return 1;
+		return rc == -2 ? 2 : 1; /* 2: configuration, as above */
 	}
 	{
 		const char *sink = getenv("K_SINK");
@@ -290,6 +356,8 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 	}
 	atomic_store(&app->state, ZC_READY);
 	preload_client();
+	if (app->uses_store)
+		background(warm_store);
 	if (app->cfg.thread_per_connection)
 		zc_info("listening on port %d (a thread per connection, %zu "
 			"routes)",
@@ -322,6 +390,11 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 	zc__async_drain(deadline, false);
 	if (left == 0) {
 		zc__server_stop(srv);
+		/* no handler or probe runs now: the store's connections can
+		 * go (with handlers still running they stay, and the exit
+		 * closes them) */
+		if (app->uses_store)
+			zc__store_close_all();
 	} else {
 		/*
 		 * MHD_stop_daemon would join threads still inside handlers

@@ -30,7 +30,52 @@ struct ev_sub {
 	void *arg;
 	bool replying;
 	bool idempotent;
+	bool transactional; /* the handler runs in a store transaction */
 };
+
+/* One run of a transactional event handler (zc__store_run's callback). */
+struct ev_tx_run {
+	zc_req *req;
+	const zc_event *ev;
+	zc_res *res;
+	const struct ev_sub *sub;
+	int rc;
+};
+
+static int
+ev_in_tx(zc_tx *tx, void *arg)
+{
+	struct ev_tx_run *r = arg;
+	int st;
+
+	zc__res_reset(r->res); /* a re-run starts from nothing */
+	r->req->tx = tx;
+	r->rc = r->sub->handler(r->req, r->ev, r->res, r->sub->arg);
+	r->req->tx = NULL;
+	st = r->res->status;
+	/* nothing set (202) or a reply event (200): commit */
+	return r->rc == 0 && (st == 0 || (st >= 200 && st < 300)) ? 0 : 1;
+}
+
+/* The event handler, in a transaction when its route asked for one;
+ * res holds a 503 when the store failed. */
+static int
+run_handler(zc_req *req, const zc_event *ev, zc_res *res,
+	    const struct ev_sub *sub)
+{
+	struct ev_tx_run r = {req, ev, res, sub, 0};
+	zc_err err;
+
+	if (!sub->transactional)
+		return sub->handler(req, ev, res, sub->arg);
+	if ((err = zc__store_run(ev_in_tx, &r, NULL)) != ZC_OK) {
+		zc_warn("event %s: store transaction failed: %s",
+			zc_event_id(ev), zc_strerror(err));
+		zc__res_store_error(res, err, false);
+		return 0;
+	}
+	return r.rc;
+}
 
 struct ev_path {
 	char *path;
@@ -334,7 +379,7 @@ deliver(zc_req *req, const struct ev_path *p, const zc_event *ev, zc_res *out,
 		}
 		tracked = rc == ZC_IDEM_PROCEED;
 	}
-	rc = sub->handler(req, ev, &scratch, sub->arg);
+	rc = run_handler(req, ev, &scratch, sub);
 	if (rc != 0) {
 		if (tracked)
 			zc__idem_finish_failed(idem, &ticket);
@@ -561,6 +606,7 @@ zc_event_route(zc_app *app, const char *path, zc_event_handler handler,
 	unsigned flags = opts != NULL ? opts->flags : 0;
 	bool idempotent = (flags & ZC_ROUTE_IDEMPOTENT) != 0;
 	bool replying = (flags & ZC_ROUTE_REPLYING) != 0;
+	bool transactional = (flags & ZC_ROUTE_TRANSACTIONAL) != 0;
 	struct ev_registry *r;
 	struct ev_path *p = NULL;
 	struct ev_sub *ns;
@@ -639,6 +685,9 @@ zc_event_route(zc_app *app, const char *path, zc_event_handler handler,
 	ns[p->nsubs].arg = arg;
 	ns[p->nsubs].replying = replying;
 	ns[p->nsubs].idempotent = idempotent;
+	ns[p->nsubs].transactional = transactional;
+	if (transactional)
+		app->uses_store = true;
 	p->nsubs++;
 	return ZC_OK;
 }

@@ -23,6 +23,9 @@ health(zc_app *app, zc_req *req, zc_res *res, bool readiness)
 	if (state != ZC_READY)
 		zc_res_jsonf(res, 503, "{s:s}", "status",
 			     state == ZC_DRAINING ? "draining" : "starting");
+	/* requests that need the store would get 503: send none here */
+	else if (app->uses_store && !zc__store_ready())
+		zc_res_jsonf(res, 503, "{s:s}", "status", "store unavailable");
 	/* saturated: the probe itself is one of the requests in flight */
 	else if (app->cfg.max_inflight > 0 &&
 		 atomic_load(&app->inflight) - 1 >= app->cfg.max_inflight)
@@ -187,7 +190,10 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 		}
 		tracked = idem == ZC_IDEM_PROCEED;
 	}
-	rc = route->handler(req, res, route->arg);
+	if (route->transactional)
+		rc = zc__run_in_tx(req, res, route);
+	else
+		rc = route->handler(req, res, route->arg);
 	/*
 	 * Store what the handler answered before a late answer becomes a
 	 * 504: the work was done, and a retry must get its result rather

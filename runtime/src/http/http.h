@@ -25,7 +25,8 @@ struct zc_route {
 	int literals;
 	zc_handler handler;
 	void *arg;
-	bool idempotent; /* ZC_ROUTE_IDEMPOTENT */
+	bool idempotent;    /* ZC_ROUTE_IDEMPOTENT */
+	bool transactional; /* ZC_ROUTE_TRANSACTIONAL */
 };
 
 enum zc_state { ZC_STARTING = 0, ZC_READY, ZC_DRAINING };
@@ -41,15 +42,17 @@ struct zc_app {
 	bool init_ran;
 	zc_config cfg;
 	struct zc_idem *idem; /* created with the first idempotent route */
+	bool uses_store;      /* a transactional route or a schema: the
+				 store is opened (ZC_STORE_URL) */
 	void *events;         /* event routes, owned by events/ */
 	atomic_int state;
 	atomic_long inflight;
 };
 
-/* Add a route; the options' idempotent flag is the only one the router
- * keeps (event options belong to events/). */
+/* Add a route with ZC_ROUTE_IDEMPOTENT and ZC_ROUTE_TRANSACTIONAL flags
+ * (event options belong to events/). */
 zc_err zc__route_add(zc_app *app, const char *method, const char *pattern,
-		     zc_handler handler, void *arg, bool idempotent);
+		     zc_handler handler, void *arg, unsigned flags);
 /* Match path (already split into segs) against the routes.  Returns the best
  * route for method, or NULL.  When no route allows the method but some
  * pattern matches the path, *path_known is set and allow receives the
@@ -88,6 +91,7 @@ struct zc_req {
 	bool too_large;
 	size_t discarded; /* bytes dropped after too_large */
 	json_t *json;
+	zc_tx *tx; /* a transactional route's, while its handler runs */
 	/* routing */
 	char *path_copy;
 	const char *param_names[ZC_MAX_PARAMS];
@@ -138,6 +142,14 @@ struct zc_answer zc__res_answer(const zc_res *res);
 
 /* Route req and run its handler (or answer 404/405/413/...) into res. */
 void zc__dispatch(zc_app *app, zc_req *req, zc_res *res);
+
+/* ---- transactions (transaction.c) ---- */
+/* Run a transactional route's handler in a store transaction, re-run on
+ * a conflict; commit on 2xx.  Returns what the handler returned; res
+ * holds its answer, or a 503 when the store failed. */
+int zc__run_in_tx(zc_req *req, zc_res *res, const struct zc_route *route);
+/* Answer res for a store failure: 503 with Retry-After and why. */
+void zc__res_store_error(zc_res *res, zc_err err, bool unknown);
 
 /* ---- server (server.c, acceptor.c, watchdog.c) ---- */
 struct zc_server;

@@ -76,13 +76,13 @@ same_shape(const struct zc_route *a, const struct zc_route *b)
 }
 
 static zc_err add_route(zc_app *app, const char *method, const char *pattern,
-			zc_handler handler, void *arg, bool idempotent);
+			zc_handler handler, void *arg, unsigned flags);
 
 zc_err
 zc_route(zc_app *app, const char *method, const char *pattern,
 	 zc_handler handler, void *arg)
 {
-	return add_route(app, method, pattern, handler, arg, false);
+	return add_route(app, method, pattern, handler, arg, 0);
 }
 
 zc_err
@@ -91,30 +91,33 @@ zc_route_with(zc_app *app, const char *method, const char *pattern,
 {
 	unsigned flags = opts != NULL ? opts->flags : 0;
 
-	if (opts != NULL && ((flags & ~(unsigned)ZC_ROUTE_IDEMPOTENT) != 0 ||
-			     opts->event_type != NULL)) {
+	if (opts != NULL &&
+	    ((flags &
+	      ~(unsigned)(ZC_ROUTE_IDEMPOTENT | ZC_ROUTE_TRANSACTIONAL)) != 0 ||
+	     opts->event_type != NULL)) {
 		zc_error("zc_route_with: \"%s %s\": only ZC_ROUTE_IDEMPOTENT "
-			 "applies to an HTTP route (event options belong to "
-			 "zc_event_route)",
+			 "and ZC_ROUTE_TRANSACTIONAL apply to an HTTP route "
+			 "(event options belong to zc_event_route)",
 			 method ? method : "(null)",
 			 pattern ? pattern : "(null)");
 		return ZC_ERR_INVALID;
 	}
-	return zc__route_add(app, method, pattern, handler, arg,
-			     (flags & ZC_ROUTE_IDEMPOTENT) != 0);
+	return zc__route_add(app, method, pattern, handler, arg, flags);
 }
 
 zc_err
 zc__route_add(zc_app *app, const char *method, const char *pattern,
-	      zc_handler handler, void *arg, bool idempotent)
+	      zc_handler handler, void *arg, unsigned flags)
 {
-	if (idempotent && app != NULL && app->idem == NULL) {
+	if ((flags & ZC_ROUTE_IDEMPOTENT) && app != NULL && app->idem == NULL) {
 		app->idem = zc__idem_new(app->cfg.idem_max_keys,
 					 app->cfg.idem_ttl_s);
 		if (app->idem == NULL)
 			return ZC_ERR_NOMEM;
 	}
-	return add_route(app, method, pattern, handler, arg, idempotent);
+	if ((flags & ZC_ROUTE_TRANSACTIONAL) && app != NULL)
+		app->uses_store = true;
+	return add_route(app, method, pattern, handler, arg, flags);
 }
 
 const char **
@@ -130,7 +133,7 @@ zc__route_names(const zc_app *app)
 
 static zc_err
 add_route(zc_app *app, const char *method, const char *pattern,
-	  zc_handler handler, void *arg, bool idempotent)
+	  zc_handler handler, void *arg, unsigned flags)
 {
 	struct zc_route r;
 	char *copy;
@@ -149,7 +152,8 @@ add_route(zc_app *app, const char *method, const char *pattern,
 	snprintf(r.method, sizeof(r.method), "%s", method);
 	r.handler = handler;
 	r.arg = arg;
-	r.idempotent = idempotent;
+	r.idempotent = (flags & ZC_ROUTE_IDEMPOTENT) != 0;
+	r.transactional = (flags & ZC_ROUTE_TRANSACTIONAL) != 0;
 	r.pattern = strdup(pattern);
 	copy = strdup(pattern + 1);
 	if (r.pattern == NULL || copy == NULL) {

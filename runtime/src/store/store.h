@@ -42,4 +42,141 @@ void zc__idem_finish(struct zc_idem *t, const struct zc_idem_ticket *ticket,
 void zc__idem_finish_failed(struct zc_idem *t,
 			    const struct zc_idem_ticket *ticket);
 
+/*
+ * ---- the durable store: ZC_STORE_URL (store.c, url.c, schema.c, rows.c,
+ * sqlite.c, postgres.c) ----
+ *
+ * One store per process, chosen at start-up; zenith.h's zc_tx and zc_rows
+ * are its public face.  libsqlite3 and libpq are loaded with dlopen on
+ * first use, so a function that never touches the store loads neither.
+ *
+ * Connections: one per thread that uses the store, opened on the thread's
+ * first transaction, kept for later ones and reopened after a failure;
+ * plus one for the readiness checker when zc__store_ready is called.  So
+ * PostgreSQL sees (threads using the store + 1) connections per replica:
+ * budget replicas x that against max_connections (100 by default).
+ *
+ * The SQL both backends accept (statements with $1..$n, one per call):
+ *   CREATE TABLE IF NOT EXISTS t (id BIGINT PRIMARY KEY, name TEXT NOT
+ *     NULL UNIQUE, cents BIGINT NOT NULL CHECK (cents >= 0), ...);
+ *     types INTEGER, BIGINT, TEXT; CREATE INDEX IF NOT EXISTS ...
+ *   INSERT INTO t (a, b) VALUES ($1, $2)
+ *     [ON CONFLICT (a) DO NOTHING | DO UPDATE SET b = excluded.b]
+ *     [RETURNING ...]
+ *   UPDATE t SET n = n + $1 WHERE id = $2 [RETURNING n]
+ *   DELETE FROM t WHERE ... [RETURNING ...]
+ *   SELECT ... FROM t WHERE ... ORDER BY ... LIMIT $n
+ *   CAST($1 AS BIGINT) where a type must be forced (not $1::bigint)
+ * What differs, and how to stay portable:
+ *   - no SERIAL / AUTOINCREMENT / identity: use BIGINT or TEXT keys and
+ *     make ids in C (zc_random_id, zc_stable_id);
+ *   - no now() / CURRENT_TIMESTAMP: pass times as BIGINT milliseconds;
+ *   - integer overflow: PostgreSQL fails (22003), SQLite silently turns
+ *     the result into a REAL (zc_rows_int64 then refuses it): check cents
+ *     arithmetic in C before the statement, and add CHECK constraints;
+ *   - FOR UPDATE / SKIP LOCKED, advisory locks: PostgreSQL only (SQLite
+ *     runs one writing transaction at a time, so it needs neither);
+ *   - parameter types: PostgreSQL infers an 's' parameter's type from
+ *     where it stands (WHERE id = $1 works for a BIGINT id), but not in
+ *     "SELECT $1 + 1" (write CAST($1 AS BIGINT)); SQLite converts text
+ *     only next to an INTEGER column.  Bind integers as 'i' or 'I';
+ *   - BLOB/BYTEA differ: keep binary data as hex or base64 TEXT;
+ *   - results are text on both: integers in decimal, NULL as NULL; a
+ *     SQLite REAL prints as "%.15g", a PostgreSQL boolean as "t"/"f".
+ * Isolation: PostgreSQL READ COMMITTED (each statement sees what others
+ * committed before it; row locks make UPDATE ... SET n = n + 1 exact);
+ * SQLite serialises writers with BEGIN IMMEDIATE, so every transaction,
+ * reads included, runs alone.  Either may report ZC_ERR_CONFLICT, which
+ * zc__store_run answers by re-running the whole transaction.
+ */
+enum zc_store_kind {
+	ZC_STORE_NONE = 0,
+	ZC_STORE_SQLITE,   /* sqlite:PATH, or ZC_STORE_URL unset */
+	ZC_STORE_MEMORY,   /* memory: SQLite in memory, this process only */
+	ZC_STORE_POSTGRES, /* postgres:// or postgresql:// */
+};
+
+/* ZC_STORE_URL parsed; nothing is connected. */
+struct zc_store_url {
+	int kind;
+	char *target;  /* file path, memory: URI, or libpq URI as given */
+	char *display; /* for logs: any password masked */
+	char appname[64];
+	bool ephemeral; /* state ends with the pod or the process */
+};
+
+/* Parse url (NULL or "": the default SQLite file $TMPDIR/<name>.db) for a
+ * function called name.  On error writes one line naming ZC_STORE_URL into
+ * err (no password in it) and returns -1.  Never connects. */
+int zc__store_url_parse(const char *url, const char *name,
+			struct zc_store_url *out, char *err, size_t errsize);
+void zc__store_url_free(struct zc_store_url *u);
+/* s with the password of a URL in it replaced by "***" (malloc'd; NULL
+ * when out of memory). */
+char *zc__store_url_mask(const char *s);
+
+/* Make url the process's store; retries < 0 means the default (3).  Call
+ * before threads use the store; it closes what an earlier configuration
+ * opened.  -1 with one line in err for a bad url. */
+int zc__store_configure(const char *url, const char *name, int retries,
+			char *err, size_t errsize);
+/* The same from ZC_STORE_URL and ZC_STORE_RETRIES (0..10). */
+int zc__store_configure_env(const char *name, char *err, size_t errsize);
+bool zc__store_configured(void);
+/* Where state lives ("postgresql://app:***@db/x", "sqlite:/tmp/f.db"), and
+ * for an ephemeral store a warning saying so and how to keep state; warn
+ * receives "" otherwise. */
+void zc__store_describe(char *where, size_t wsize, char *warn, size_t warnsize);
+/* Both, as a start-up info line and a warning. */
+void zc__store_log_startup(void);
+
+/* Declare a schema: ddl (several statements, no parameters) runs once per
+ * store when its recorded version is lower or absent.  Call in setup,
+ * before the first transaction.  The runtime's own is "zc" (zc_idem,
+ * zc_outbox; schema.c lists their columns). */
+zc_err zc__store_schema_add(const char *name, int version, const char *ddl);
+
+/*
+ * A transaction on the calling thread's connection (opened, and the
+ * schemas applied, when needed).  One at a time per thread: a second
+ * begin before commit or rollback is ZC_ERR_INVALID.  ZC_ERR_STORE when
+ * the store cannot be reached (logged; retried on a later begin).
+ */
+zc_err zc__store_begin(zc_tx **tx);
+/* ZC_OK: committed.  ZC_ERR_CONFLICT: rolled back after a lost race,
+ * re-run it.  ZC_ERR_STORE: rolled back, or, when *unknown is set (unknown
+ * may be NULL), the connection died during COMMIT and it may have
+ * committed.  tx is finished either way. */
+zc_err zc__store_commit(zc_tx *tx, bool *unknown);
+void zc__store_rollback(zc_tx *tx);
+/* A statement of tx lost a race: the caller should re-run the whole
+ * transaction rather than act on what the handler answered. */
+bool zc__store_tx_conflict(const zc_tx *tx);
+/*
+ * Run fn in a transaction: commit when it returns 0, roll back otherwise;
+ * on a conflict (in a statement or at commit) roll back and run it again,
+ * at most ZC_STORE_RETRIES more times, after a short jittered pause.
+ * ZC_OK: fn ran to a decision, *fn_rc (may be NULL) holds what it returned
+ * (0: committed, else rolled back).  ZC_ERR_CONFLICT: still conflicting
+ * after the retries.  ZC_ERR_STORE, ZC_ERR_INVALID: as begin and commit.
+ */
+zc_err zc__store_run(int (*fn)(zc_tx *tx, void *arg), void *arg, int *fn_rc);
+
+/* Readiness: false while the store cannot be reached.  Never blocks for
+ * long: at most one real check per second, on a thread of its own, waited
+ * for at most 200 ms; transactions' outcomes count as checks.  true when
+ * no store is configured. */
+bool zc__store_ready(void);
+/* Metrics provider: transactions by outcome, retries, latency, open
+ * connections (zc__metrics_provider(zc__store_metrics, NULL)). */
+void zc__store_metrics(struct zc_buf *out, void *arg);
+/* Connections open now, all threads. */
+int zc__store_connections(void);
+/* Close every thread's connection and stop the readiness checker; only
+ * when no handler runs (drain).  A later transaction opens a new one. */
+void zc__store_close_all(void);
+/* close_all, then forget the configuration, the function's schemas and
+ * the memory: database (tests, exit). */
+void zc__store_shutdown(void);
+
 #endif /* ZC_STORE_H */
