@@ -218,6 +218,13 @@ run-events: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/run-events.sh
 
+# The chain on a private PostgreSQL with two balance-manager replicas behind
+# a round-robin proxy (docs/operations.md, "State").
+.PHONY: run-postgres
+run-postgres: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/run-postgres.sh
+
 # ---------------------------------------------------------------------------
 # Fuzzing (issue 6): libFuzzer harnesses in fuzz/, built with clang from
 # Debian with -fsanitize=fuzzer,address,undefined; the runtime's sources are

@@ -5,7 +5,11 @@
 # sample transaction, prints the curl line to try, and stops all three
 # cleanly (SIGTERM, by PID) on Ctrl-C.
 #
+# State: each function's SQLite file in STATE_DIR (build/state), so the
+# balances survive a restart of `make run`; ZC_STORE_URL overrides it.
+#
 # Env: AUDIT_PORT [8081] BALANCE_PORT [8082] TX_PORT [8083] BIN [build/bin]
+#      STATE_DIR [build/state] ZC_STORE_URL [unset: a SQLite file each]
 #      RUN_SECONDS [unset: run until Ctrl-C; set: stop after that many s]
 set -uo pipefail
 
@@ -24,8 +28,13 @@ echo
 echo "sample transaction:"
 echo "  \$ $try"
 echo "  $(eval "$try")"
+get="curl -s http://$HOST:$BALANCE_PORT/accounts/ACC-001"
+echo "  \$ $get"
+echo "  $(eval "$get")"
 echo
 echo "The chain is running (PIDs ${pids[*]}). Try it yourself:"
 echo "  $try"
+echo "State is kept in ${ZC_STORE_URL:-$STATE_DIR/}: stop and run again, and"
+echo "ACC-001 still has its balance (rm -rf $STATE_DIR starts afresh)."
 echo "Press Ctrl-C to stop."
 run_until_stopped
