@@ -24,6 +24,15 @@
  */
 static struct zc_server *running;
 
+/*
+ * Requests answered whose connection has not finished sending yet: still
+ * in app->inflight (the drain waits for the bytes to leave), but no longer
+ * being served, so the in-flight gauge leaves them out.  Without it a
+ * client that had its answer could scrape and see its own request still in
+ * flight.
+ */
+static atomic_long answered_unsent;
+
 static enum MHD_Result
 queue(struct MHD_Connection *conn, zc_app *app, zc_req *req, zc_res *res)
 {
@@ -39,6 +48,7 @@ queue(struct MHD_Connection *conn, zc_app *app, zc_req *req, zc_res *res)
 	 * counted (a scrape right after it included it).
 	 */
 	req->status = res->status;
+	atomic_fetch_add(&answered_unsent, 1);
 	zc__metrics_request(req->route_id, req->ctx.method, res->status, ns);
 	zc__log_release(req, res->status, ns);
 	r = MHD_create_response_from_buffer(res->len, res->body,
@@ -311,6 +321,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	/* answered (or abandoned): no longer in flight */
 	zc__track_body_done(track, req);
 	atomic_fetch_sub(&app->inflight, 1);
+	if (req->status != 0)
+		atomic_fetch_sub(&answered_unsent, 1);
 	/* an answered request was logged and counted in queue() */
 	if (req->status == 0)
 		zc_warn("%s %s: connection ended before a response (%s)",
@@ -563,7 +575,8 @@ zc__server_metrics(struct zc_buf *o, void *arg)
 		       "# HELP zc_http_requests_in_flight Requests being "
 		       "served.\n# TYPE zc_http_requests_in_flight gauge\n"
 		       "zc_http_requests_in_flight %ld\n",
-		       (long)atomic_load(&srv->app->inflight));
+		       (long)(atomic_load(&srv->app->inflight) -
+			      atomic_load(&answered_unsent)));
 	zc__buf_printf(o, "# HELP zc_http_connections_open Client connections "
 			  "open, by event loop.\n# TYPE "
 			  "zc_http_connections_open gauge\n");
