@@ -37,9 +37,16 @@ if [[ -z ${ZC_TEST_PG_URL:-} && ${ZC_TEST_NO_PG:-} != 1 ]]; then
 	fi
 fi
 
+# Sanitizer builds run several times slower (the e2e suite's --slow factor
+# says the same): their tests get proportionally longer timeouts.
+case "$build" in
+*asan*) mult=3 ;;
+*tsan*) mult=4 ;;
+*) mult=1 ;;
+esac
 for t in "$build"/tests/test_*; do
 	[[ -x "$t" ]] || continue
-	if CK_DEFAULT_TIMEOUT=60 "$t"; then
+	if CK_DEFAULT_TIMEOUT=60 CK_TIMEOUT_MULTIPLIER="$mult" "$t"; then
 		pass=$((pass + 1))
 	else
 		fail=$((fail + 1))
