@@ -76,7 +76,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all lib examples tests run test test-unit test-e2e \
-	install uninstall clean deps format format-check bench
+	install uninstall clean deps deps-pg format format-check bench
 
 all: lib examples tests
 
@@ -131,17 +131,21 @@ $(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(LIB) $(NOTLS_OBJ)
 deps:
 	@scripts/install-deps.sh
 
+# the tests and make run-postgres also need a PostgreSQL 15 server
+deps-pg:
+	@scripts/install-deps.sh --postgres
+
 run: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/run-chain.sh
 
-test: deps
+test: deps-pg
 	@scripts/test.sh
 
-test-unit: all
+test-unit: deps-pg all
 	@scripts/run-unit.sh $(BUILD)
 
-test-e2e: all
+test-e2e: deps-pg all
 	@python3 tests/e2e/run.py --build $(BUILD)
 
 install: lib
@@ -155,7 +159,7 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/libzenithc.a $(DESTDIR)$(PREFIX)/include/zenith.h \
 		$(DESTDIR)$(PREFIX)/lib/pkgconfig/zenith-c.pc
 
-bench: deps
+bench: deps-pg
 	@$(MAKE) --no-print-directory all
 	@bench/bench.sh
 
@@ -221,7 +225,7 @@ run-events: deps
 # The chain on a private PostgreSQL with two balance-manager replicas behind
 # a round-robin proxy (docs/operations.md, "State").
 .PHONY: run-postgres
-run-postgres: deps
+run-postgres: deps-pg
 	@$(MAKE) --no-print-directory all
 	@scripts/run-postgres.sh
 

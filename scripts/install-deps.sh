@@ -5,8 +5,13 @@
 set -euo pipefail
 
 PKGS=(gcc make pkg-config libc6-dev libmicrohttpd-dev libjansson-dev
-      libcurl4-openssl-dev libsqlite3-dev libpq-dev postgresql-15
+      libcurl4-openssl-dev libsqlite3-dev libpq-dev libsqlite3-0
       check curl python3 procps iproute2)
+# --postgres: also the PostgreSQL 15 server and client, for the tests and
+# `make run-postgres` (`make run` needs neither: its state is SQLite).
+if [[ "${1:-}" == --postgres ]]; then
+	PKGS+=(postgresql-15 postgresql-client-15)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
