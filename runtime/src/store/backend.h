@@ -79,6 +79,10 @@ struct zc_backend {
 };
 
 extern const struct zc_backend zc__sqlite_backend;
+/* libpq's own parse of url, no connection (postgres.c): -1 with a line
+ * naming ZC_STORE_URL (shown: the URL with its password masked). */
+int zc__pg_check_url(const char *url, const char *shown, char *err,
+		     size_t errsize);
 extern const struct zc_backend zc__postgres_backend;
 
 /* ---- rows.c: results, built by the backends ---- */

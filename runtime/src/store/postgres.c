@@ -37,6 +37,9 @@ static struct {
 	PQnoticeProcessor (*set_notice_processor)(PGconn *, PQnoticeProcessor,
 						  void *);
 	int (*isthreadsafe)(void);
+	PQconninfoOption *(*conninfo_parse)(const char *, char **);
+	void (*conninfo_free)(PQconninfoOption *);
+	void (*freemem)(void *);
 } pq;
 
 /* Type OIDs for integer parameters; text ones are left to the server to
@@ -90,6 +93,9 @@ load_once(void)
 	LOAD(transaction_status, "PQtransactionStatus");
 	LOAD(set_notice_processor, "PQsetNoticeProcessor");
 	LOAD(isthreadsafe, "PQisthreadsafe");
+	LOAD(conninfo_parse, "PQconninfoParse");
+	LOAD(conninfo_free, "PQconninfoFree");
+	LOAD(freemem, "PQfreemem");
 #undef LOAD
 	if (pq.isthreadsafe() == 0) {
 		zc_error("store: libpq was built without thread support");
@@ -107,6 +113,39 @@ pg_load(void)
 }
 
 /* libpq's multi-line messages as one log line. */
+static void one_line(char *out, size_t size, const char *msg);
+
+/*
+ * The URL as libpq reads it, without connecting: an unknown option or a
+ * malformed URI is a start-up error naming ZC_STORE_URL rather than a
+ * function that can never connect.  Loads libpq (the function will need
+ * it anyway).
+ */
+int
+zc__pg_check_url(const char *url, const char *shown, char *err, size_t errsize)
+{
+	PQconninfoOption *opts;
+	char *msg = NULL, line[256];
+
+	if (pg_load() != 0) {
+		snprintf(err, errsize,
+			 "ZC_STORE_URL=%s: libpq.so.5 cannot be loaded "
+			 "(install libpq5)",
+			 shown);
+		return -1;
+	}
+	if ((opts = pq.conninfo_parse(url, &msg)) == NULL) {
+		one_line(line, sizeof(line),
+			 msg != NULL ? msg : "out of memory");
+		snprintf(err, errsize, "ZC_STORE_URL=%s: %s", shown, line);
+		if (msg != NULL)
+			pq.freemem(msg);
+		return -1;
+	}
+	pq.conninfo_free(opts);
+	return 0;
+}
+
 static void
 one_line(char *out, size_t size, const char *msg)
 {

@@ -566,6 +566,11 @@ zc__store_configure(const char *url, const char *name, int nretries, char *err,
 
 	if (zc__store_url_parse(url, name, &u, err, errsize) != 0)
 		return -1;
+	if (u.kind == ZC_STORE_POSTGRES &&
+	    zc__pg_check_url(u.target, u.display, err, errsize) != 0) {
+		zc__store_url_free(&u);
+		return -1;
+	}
 	zc__store_close_all();
 	release_anchor();
 	zc__store_url_free(&cfg);
