@@ -763,7 +763,9 @@ class FaultTest(E2ETestCase):
         audit = self.spawn("audit-logger")
         px = self.proxy(audit.url)
         px.set_mode("slow", delay_ms=100)
+        # memory: the in-process queue (a durable store uses the outbox)
         bm = self.spawn("balance-manager", {
+            "ZC_STORE_URL": "memory:",
             "AUDIT_LOGGER_URL": px.url, "ZC_ASYNC_QUEUE_SIZE": 8,
             "ZC_ASYNC_WORKERS": 1, "ZC_DRAIN_TIMEOUT_MS": drain_ms,
             "AUDIT_LOGGER_TIMEOUT_MS": drain_ms,
@@ -821,7 +823,9 @@ class FaultTest(E2ETestCase):
         audit = self.spawn("audit-logger")
         px = self.proxy(audit.url)
         px.set_mode("hang")
+        # memory: the in-process queue (a durable store uses the outbox)
         bm = self.spawn("balance-manager", {
+            "ZC_STORE_URL": "memory:",
             "AUDIT_LOGGER_URL": px.url, "ZC_DRAIN_TIMEOUT_MS": 1000,
             "ZC_ASYNC_WORKERS": 1, "AUDIT_LOGGER_TIMEOUT_MS": own_ms})
         accounts = ["INFLIGHT-%d" % i for i in range(5)]

@@ -199,7 +199,9 @@ class ThreadsTest(E2ETestCase):
         itself when it starts, a moment after pthread_create), and still
         want a little later: none more is coming."""
         audit = self.spawn("audit-logger")
-        e = {"AUDIT_LOGGER_URL": audit.url}
+        # memory: audits through the in-process queue and its delivery
+        # threads (a durable store uses the outbox and its relays)
+        e = {"AUDIT_LOGGER_URL": audit.url, "ZC_STORE_URL": "memory:"}
         e.update(env)
         bm = self.spawn("balance-manager", e)
         self.assertNotIn("zc-async", thread_names(bm.pid),

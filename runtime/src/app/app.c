@@ -60,6 +60,7 @@ zc_app_free(zc_app *app)
 	/* deliver what handlers queued, as a served function does */
 	zc__async_drain(zc__now_ns() + app->cfg.drain_timeout_ms * 1000000LL,
 			true);
+	zc__relay_drain(zc__now_ns() + app->cfg.drain_timeout_ms * 1000000LL);
 	if (app->init_ran && app->shutdown != NULL)
 		app->shutdown(app->shutdown_arg);
 	zc__router_free(app);
@@ -122,7 +123,9 @@ init_metrics(zc_app *app)
 	if (zc__metrics_provider(zc__targets_metrics, NULL) != 0 ||
 	    zc__metrics_provider(zc__async_metrics, NULL) != 0 ||
 	    (app->uses_store &&
-	     zc__metrics_provider(zc__store_metrics, NULL) != 0)) {
+	     zc__metrics_provider(zc__store_metrics, NULL) != 0) ||
+	    (zc__relay_running() &&
+	     zc__metrics_provider(zc__relay_metrics, NULL) != 0)) {
 		zc_error("too many metrics providers");
 		return -1;
 	}
@@ -180,6 +183,13 @@ open_store(zc_app *app, bool testing)
 		zc__store_log_startup();
 	else
 		warm_store(NULL); /* in-process tests: schemas applied now */
+	/* SQLite or PostgreSQL: what transactional handlers sent waits in
+	 * the outbox, and the relay delivers it (what an earlier process
+	 * left too) */
+	if (zc__store_durable() && zc__relay_start(err, sizeof(err)) != 0) {
+		zc_error("%s", err);
+		return -1;
+	}
 	return 0;
 }
 
@@ -264,18 +274,49 @@ preload(void *arg)
 	return NULL;
 }
 
-/* fn on a detached thread of its own; in line when none can start. */
+/*
+ * Start-up work on threads of their own (loading libcurl, the store's
+ * first transaction), joined before the process exits: exiting while one
+ * still initialises a library would run the library's destructors under
+ * it.  In line when no thread can start.
+ */
+static pthread_t helpers[2];
+static int nhelpers;
+
 static void
 background(void *(*fn)(void *))
 {
-	pthread_attr_t attr;
-	pthread_t t;
-
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, fn, NULL) != 0)
+	if (nhelpers < 2 &&
+	    pthread_create(&helpers[nhelpers], NULL, fn, NULL) == 0)
+		nhelpers++;
+	else
 		(void)fn(NULL);
-	pthread_attr_destroy(&attr);
+}
+
+/* Wait for them until deadline (then leave them: the exit ends them). */
+static void
+join_background(long long deadline_ns)
+{
+	struct timespec ts;
+	int i;
+
+	for (i = 0; i < nhelpers; i++) {
+		long long t;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		t = deadline_ns - zc__now_ns();
+		if (t < 0)
+			t = 0;
+		ts.tv_sec += (time_t)(t / 1000000000LL);
+		ts.tv_nsec += (long)(t % 1000000000LL);
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (pthread_timedjoin_np(helpers[i], NULL, &ts) != 0)
+			zc_warn("a start-up thread is still running at exit");
+	}
+	nhelpers = 0;
 }
 
 /*
@@ -386,8 +427,11 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 	deadline = zc__now_ns() + app->cfg.drain_timeout_ms * 1000000LL;
 	zc__server_quiesce(srv);
 	left = drain(app, deadline);
-	/* then the async calls those requests queued, in the time left */
+	/* then the async calls those requests queued, in the time left;
+	 * the outbox relay delivers meanwhile, and what it leaves stays in
+	 * the store for the next replica */
 	zc__async_drain(deadline, false);
+	zc__relay_drain(deadline);
 	if (left == 0) {
 		zc__server_stop(srv);
 		/* no handler or probe runs now: the store's connections can
@@ -413,6 +457,7 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 	else if (app->shutdown != NULL)
 		zc_warn("shutdown hook skipped: handlers still running");
 	app->init_ran = false; /* the shutdown hook has run */
+	join_background(deadline);
 	zc_info("stopped");
 	zc__log_flush_all(); /* handlers still running past the deadline */
 	if (left == 0)

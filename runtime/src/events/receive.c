@@ -2,7 +2,9 @@
  * receive.c - events coming in: event routes on ordinary POST paths,
  * each event (binary, structured or batch mode) dispatched by type to its
  * handler, the answer or reply event, and dedup on source + id for
- * idempotent routes.
+ * idempotent routes (the store's records, or this process's table, through
+ * http/transaction.c, which also runs transactional routes).  A stored
+ * reply event is kept in structured form under zc__ctype_stored_event.
  */
 #include "events.h"
 
@@ -15,11 +17,6 @@
 
 static const char media_structured[] = "application/cloudevents+json";
 static const char media_batch[] = "application/cloudevents-batch+json";
-/*
- * The content type under which an idempotent event route stores a reply
- * event (in structured form): replay recognises it by this pointer.
- */
-static const char stored_reply_ctype[] = "application/cloudevents+json";
 
 /* ---------------------------------------------------------------------
  * The registry: event paths and the routes on each
@@ -32,50 +29,6 @@ struct ev_sub {
 	bool idempotent;
 	bool transactional; /* the handler runs in a store transaction */
 };
-
-/* One run of a transactional event handler (zc__store_run's callback). */
-struct ev_tx_run {
-	zc_req *req;
-	const zc_event *ev;
-	zc_res *res;
-	const struct ev_sub *sub;
-	int rc;
-};
-
-static int
-ev_in_tx(zc_tx *tx, void *arg)
-{
-	struct ev_tx_run *r = arg;
-	int st;
-
-	zc__res_reset(r->res); /* a re-run starts from nothing */
-	r->req->tx = tx;
-	r->rc = r->sub->handler(r->req, r->ev, r->res, r->sub->arg);
-	r->req->tx = NULL;
-	st = r->res->status;
-	/* nothing set (202) or a reply event (200): commit */
-	return r->rc == 0 && (st == 0 || (st >= 200 && st < 300)) ? 0 : 1;
-}
-
-/* The event handler, in a transaction when its route asked for one;
- * res holds a 503 when the store failed. */
-static int
-run_handler(zc_req *req, const zc_event *ev, zc_res *res,
-	    const struct ev_sub *sub)
-{
-	struct ev_tx_run r = {req, ev, res, sub, 0};
-	zc_err err;
-
-	if (!sub->transactional)
-		return sub->handler(req, ev, res, sub->arg);
-	if ((err = zc__store_run(ev_in_tx, &r, NULL)) != ZC_OK) {
-		zc_warn("event %s: store transaction failed: %s",
-			zc_event_id(ev), zc_strerror(err));
-		zc__res_store_error(res, err, false);
-		return 0;
-	}
-	return r.rc;
-}
 
 struct ev_path {
 	char *path;
@@ -249,45 +202,52 @@ finish_answer(zc_res *out, zc_res *scratch, const zc_event *ev, bool want_reply)
 	res_move(out, scratch);
 }
 
-/* What an idempotent route stores: a reply event in structured form. */
-static void
-idem_store(struct zc_idem *t, const struct zc_idem_ticket *ticket,
-	   const zc_res *scratch)
+/* One event's handler, as zc__guarded_run calls it. */
+struct ev_run {
+	const zc_event *ev;
+	const struct ev_sub *sub;
+};
+
+static int
+ev_run(zc_req *req, zc_res *res, void *arg)
 {
-	struct zc_answer ans;
-	zc_res stored;
+	struct ev_run *r = arg;
+
+	return r->sub->handler(req, r->ev, res, r->sub->arg);
+}
+
+/* What an idempotent route keeps: a reply event in structured form (the
+ * buffer in *hold), else the answer with its status (nothing set: 202). */
+static int
+ev_keep(const zc_res *scratch, struct zc_answer *ans, char **hold, void *arg)
+{
 	zc_event *reply;
 	json_t *j;
 	size_t len;
 
+	(void)arg;
+	*hold = NULL;
 	if (!res_is_event(scratch)) {
-		zc__res_init(&stored);
-		stored.status = scratch->status != 0    ? scratch->status
-				: scratch->body != NULL ? 200
-							: 202;
-		stored.body = scratch->body;
-		stored.len = scratch->len;
-		stored.content_type = scratch->content_type;
-		ans = zc__res_answer(&stored);
-		zc__idem_finish(t, ticket, &ans);
-		return;
+		ans->status = scratch->status != 0    ? scratch->status
+			      : scratch->body != NULL ? 200
+						      : 202;
+		ans->ctype = scratch->content_type;
+		ans->body = scratch->body;
+		ans->len = scratch->len;
+		return 0;
 	}
 	reply = zc__ce_event_from_res(scratch);
 	j = reply != NULL ? zc__ce_event_to_json(reply) : NULL;
-	zc__res_init(&stored);
-	stored.body = j != NULL ? zc__json_dump(j, &len) : NULL;
-	if (stored.body == NULL) {
-		zc__idem_finish_failed(t, ticket); /* a retry runs again */
-	} else {
-		stored.status = 200;
-		stored.len = len;
-		stored.content_type = stored_reply_ctype;
-		ans = zc__res_answer(&stored);
-		zc__idem_finish(t, ticket, &ans);
-	}
-	free(stored.body);
+	*hold = j != NULL ? zc__json_dump(j, &len) : NULL;
 	json_decref(j);
 	zc_event_free(reply);
+	if (*hold == NULL)
+		return -1; /* not kept: a retry runs again */
+	ans->status = 200;
+	ans->ctype = zc__ctype_stored_event;
+	ans->body = *hold;
+	ans->len = len;
+	return 0;
 }
 
 /* A stored answer given again; a stored reply is re-sent in binary mode. */
@@ -299,7 +259,7 @@ idem_replay(zc_res *out, zc_res *stored, const zc_event *ev, bool want_reply)
 
 	zc_info("event %s from %s already processed: not run again",
 		zc_event_id(ev), zc_event_source(ev));
-	if (stored->content_type != stored_reply_ctype) {
+	if (stored->content_type != zc__ctype_stored_event) {
 		res_move(out, stored);
 		return;
 	}
@@ -326,13 +286,12 @@ deliver(zc_req *req, const struct ev_path *p, const zc_event *ev, zc_res *out,
 	bool prefer_reply)
 {
 	const struct ev_sub *sub = pick(p, zc_event_type(ev));
-	struct zc_idem *idem = req->app->idem;
-	struct zc_idem_ticket ticket;
-	struct zc_answer replay;
+	struct ev_run run = {ev, sub};
+	struct zc_guard g = {.run = ev_run, .keep = ev_keep, .arg = &run};
 	zc_res scratch;
-	bool tracked = false, want;
-	char *fp, *key;
+	char *fp = NULL, *key = NULL;
 	size_t fplen, sl, il;
+	bool want;
 	int rc;
 
 	if (sub == NULL) {
@@ -343,51 +302,47 @@ deliver(zc_req *req, const struct ev_path *p, const zc_event *ev, zc_res *out,
 		return 0;
 	}
 	want = prefer_reply || sub->replying;
+	g.transactional = sub->transactional;
 	zc__res_init(&scratch);
-	if (sub->idempotent && idem != NULL) {
+	if (sub->idempotent && req->app->idem != NULL) {
 		/* Knative: duplicates are detected on source + id */
 		sl = strlen(zc_event_source(ev));
 		il = strlen(zc_event_id(ev));
 		key = malloc(sl + il + 2);
 		fp = fingerprint(ev, &fplen);
-		rc = ZC_IDEM_PROCEED_UNTRACKED;
 		if (key != NULL && fp != NULL) {
 			memcpy(key, zc_event_source(ev), sl);
 			key[sl] = '\n';
 			memcpy(key + sl + 1, zc_event_id(ev), il + 1);
-			rc = zc__idem_begin(idem, p->scope, key, fp, fplen,
-					    &replay, &ticket);
+			g.scope = p->scope;
+			g.key = key;
+			g.payload = fp;
+			g.len = fplen;
 		}
-		free(key);
-		free(fp);
-		switch (rc) {
-		case ZC_IDEM_REPLAY:
-			zc__res_from_answer(&scratch, &replay);
-			idem_replay(out, &scratch, ev, want);
-			return 0;
-		case ZC_IDEM_CONFLICT:
-			zc_res_error(out, 409,
-				     "an event with this source and id is "
-				     "still being processed");
-			zc_res_header(out, "Retry-After", "1");
-			return 0;
-		case ZC_IDEM_MISMATCH:
-			zc_res_error(out, 422,
-				     "an event with this source and id was "
-				     "processed with another type or data");
-			return 0;
-		}
-		tracked = rc == ZC_IDEM_PROCEED;
 	}
-	rc = run_handler(req, ev, &scratch, sub);
-	if (rc != 0) {
-		if (tracked)
-			zc__idem_finish_failed(idem, &ticket);
+	rc = zc__guarded_run(req, &scratch, &g);
+	free(key);
+	free(fp);
+	switch (rc) {
+	case ZC_IDEM_REPLAY:
+		idem_replay(out, &scratch, ev, want);
+		return 0;
+	case ZC_IDEM_CONFLICT:
+		zc_res_error(out, 409,
+			     "an event with this source and id is still being "
+			     "processed");
+		zc_res_header(out, "Retry-After", "1");
+		return 0;
+	case ZC_IDEM_MISMATCH:
+		zc_res_error(out, 422,
+			     "an event with this source and id was processed "
+			     "with another type or data");
+		return 0;
+	}
+	if (g.rc != 0) {
 		zc__res_release(&scratch);
-		return rc;
+		return g.rc;
 	}
-	if (tracked)
-		idem_store(idem, &ticket, &scratch);
 	finish_answer(out, &scratch, ev, want);
 	return 0;
 }

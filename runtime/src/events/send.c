@@ -1,7 +1,9 @@
 /*
  * send.c - events going out: sent in binary mode to K_SINK, a URL or a
  * broker through the outbound client (retries, breaker, deadline, trace
- * headers), or written into a handler's response as its reply event.
+ * headers), or, from a transactional handler with a durable store, as a
+ * row of the outbox delivered after the commit; or written into a
+ * handler's response as its reply event.
  */
 #include "events.h"
 
@@ -322,6 +324,7 @@ zc_event_send(zc_req *inbound, const char *target, const zc_event *ev)
 	const char *ct;
 	zc_event *out = NULL;
 	zc_call *call = NULL;
+	zc_tx *tx;
 	zc_err err;
 	int status;
 
@@ -353,6 +356,14 @@ zc_event_send(zc_req *inbound, const char *target, const zc_event *ev)
 	    (err = zc__call_body(call, ct, out->data != NULL ? out->data : "",
 				 out->len)) != ZC_OK)
 		goto done;
+	/* a transactional handler's event waits for its commit: a row of
+	 * the store's outbox, which the relay delivers (SQLite, PostgreSQL) */
+	if ((tx = zc__store_current_tx()) != NULL && zc__store_durable()) {
+		if ((err = zc__relay_put(tx, call, "event")) == ZC_OK)
+			zc_debug("event %s %s queued in the outbox for %s",
+				 zc_event_type(out), zc_event_id(out), url);
+		goto done;
+	}
 	err = zc_call_perform(call);
 	status = zc_call_status(call);
 	/* 3xx is not delivery (webhook spec 2.2); only 2xx is */

@@ -57,17 +57,14 @@ is_get_or_head(const char *m)
 	return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
 }
 
-static int idempotency_begin(zc_app *app, zc_req *req, zc_res *res,
-			     const struct zc_route *route,
-			     struct zc_idem_ticket *ticket);
+static int guarded(zc_req *req, zc_res *res, const struct zc_route *route,
+		   int *rc);
 static void run_checks(zc_app *app, zc_req *req, zc_res *res,
 		       const struct zc_route *route, int rc);
 
 void
 zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 {
-	struct zc_idem_ticket ticket;
-	bool tracked = false;
 	char *segs[ZC_MAX_SEGS];
 	char allow[128];
 	const struct zc_route *route;
@@ -181,53 +178,55 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 	}
 	/* runtime lines about this request carry its trace id too */
 	zc__set_current(req);
-	if (route->idempotent) {
-		int idem = idempotency_begin(app, req, res, route, &ticket);
-		if (idem != ZC_IDEM_PROCEED &&
-		    idem != ZC_IDEM_PROCEED_UNTRACKED) {
+	if (route->idempotent || route->transactional) {
+		if (guarded(req, res, route, &rc) != 0) {
 			zc__set_current(NULL);
-			return;
+			return; /* a replay, 409, 422 or 400: no handler ran */
 		}
-		tracked = idem == ZC_IDEM_PROCEED;
-	}
-	if (route->transactional)
-		rc = zc__run_in_tx(req, res, route);
-	else
+	} else {
 		rc = route->handler(req, res, route->arg);
-	/*
-	 * Store what the handler answered before a late answer becomes a
-	 * 504: the work was done, and a retry must get its result rather
-	 * than do it again.
-	 */
-	if (tracked) {
-		if (rc == 0 && res->status == 0)
-			res->status = res->body != NULL ? 200 : 204;
-		if (rc == 0) {
-			struct zc_answer ans = zc__res_answer(res);
-			zc__idem_finish(app->idem, &ticket, &ans);
-		} else
-			zc__idem_finish_failed(app->idem, &ticket);
 	}
 	run_checks(app, req, res, route, rc);
 	zc__set_current(NULL);
 }
 
+/* The handler, as zc__guarded_run calls it: an answer with no status
+ * gets 200 or 204 now, so that is what a record keeps. */
+static int
+http_run(zc_req *req, zc_res *res, void *arg)
+{
+	const struct zc_route *route = arg;
+	int rc = route->handler(req, res, route->arg);
+
+	if (rc == 0 && res->status == 0)
+		res->status = res->body != NULL ? 200 : 204;
+	return rc;
+}
+
+/* An HTTP route keeps its answer as it is (body borrowed). */
+static int
+http_keep(const zc_res *res, struct zc_answer *ans, char **hold, void *arg)
+{
+	(void)arg;
+	*hold = NULL;
+	*ans = zc__res_answer(res);
+	return 0;
+}
+
 /*
  * An Idempotency-Key is an sf-string ("...") by the draft, but plain tokens
  * are common (Stripe); both are accepted: printable ASCII, 1-255 chars.
+ * Writes it into key; -1 with a 400 in res when it is malformed.
  */
 static int
-idempotency_begin(zc_app *app, zc_req *req, zc_res *res,
-		  const struct zc_route *route, struct zc_idem_ticket *ticket)
+idempotency_key(zc_req *req, zc_res *res, char *key)
 {
 	const char *raw = zc_req_header(req, "Idempotency-Key");
-	char key[256], scope[2048];
-	struct zc_answer replay;
 	size_t n, i;
-	int rc;
 
+	key[0] = '\0';
 	if (raw == NULL)
-		return ZC_IDEM_PROCEED_UNTRACKED;
+		return 0;
 	n = strlen(raw);
 	if (n >= 2 && raw[0] == '"' && raw[n - 1] == '"') {
 		raw++;
@@ -240,34 +239,61 @@ idempotency_begin(zc_app *app, zc_req *req, zc_res *res,
 		zc_res_error(res, 400,
 			     "invalid Idempotency-Key: expected 1 to 255 "
 			     "printable ASCII characters");
-		return ZC_IDEM_MISMATCH;
+		return -1;
 	}
 	memcpy(key, raw, n);
 	key[n] = '\0';
-	/* per method and path: one key on /a/1 and /a/2 is two requests */
-	snprintf(scope, sizeof(scope), "%s %s", route->method, req->ctx.path);
-	rc = zc__idem_begin(app->idem, scope, key, req->body ? req->body : "",
-			    req->body_len, &replay, ticket);
-	switch (rc) {
+	return 0;
+}
+
+/*
+ * The handler of an idempotent or transactional route.  0: it ran (*rc
+ * its result, or 0 with a 503 in res when the store failed); -1: res
+ * holds the answer without it (a replay, 409, 422, 400).
+ */
+static int
+guarded(zc_req *req, zc_res *res, const struct zc_route *route, int *rc)
+{
+	char key[256], scope[2048];
+	struct zc_guard g = {.transactional = route->transactional,
+			     .run = http_run,
+			     .keep = http_keep,
+			     .arg = (void *)route};
+
+	*rc = 0;
+	if (route->idempotent) {
+		if (idempotency_key(req, res, key) != 0)
+			return -1;
+		/* per method and path: one key on /a/1 and /a/2 is two */
+		snprintf(scope, sizeof(scope), "%s %s", route->method,
+			 req->ctx.path);
+		if (key[0] != '\0') {
+			g.scope = scope;
+			g.key = key;
+			g.payload = req->body != NULL ? req->body : "";
+			g.len = req->body_len;
+		}
+	}
+	switch (zc__guarded_run(req, res, &g)) {
 	case ZC_IDEM_REPLAY:
-		zc__res_from_answer(res, &replay);
 		zc_res_header(res, "Idempotent-Replayed", "true");
 		zc_info("replayed the stored answer for Idempotency-Key %s",
 			key);
-		break;
+		return -1;
 	case ZC_IDEM_CONFLICT:
 		zc_res_error(res, 409,
 			     "a request with this Idempotency-Key is still "
 			     "being processed");
 		zc_res_header(res, "Retry-After", "1");
-		break;
+		return -1;
 	case ZC_IDEM_MISMATCH:
 		zc_res_error(res, 422,
 			     "this Idempotency-Key was used with a different "
 			     "payload");
-		break;
+		return -1;
 	}
-	return rc;
+	*rc = g.rc;
+	return 0;
 }
 
 static void

@@ -143,11 +143,34 @@ struct zc_answer zc__res_answer(const zc_res *res);
 /* Route req and run its handler (or answer 404/405/413/...) into res. */
 void zc__dispatch(zc_app *app, zc_req *req, zc_res *res);
 
-/* ---- transactions (transaction.c) ---- */
-/* Run a transactional route's handler in a store transaction, re-run on
- * a conflict; commit on 2xx.  Returns what the handler returned; res
- * holds its answer, or a 503 when the store failed. */
-int zc__run_in_tx(zc_req *req, zc_res *res, const struct zc_route *route);
+/* ---- transactions and idempotency (transaction.c) ---- */
+/*
+ * One run of a handler with what its route asked for: a store
+ * transaction (committed when the handler answers 2xx or nothing, rolled
+ * back otherwise, re-run after a conflict) and an idempotency key
+ * (applied once: the in-process table with memory: or no store, the
+ * store's records with SQLite or PostgreSQL).
+ */
+struct zc_guard {
+	/* the key, or key NULL: none; payload is fingerprinted */
+	const char *scope, *key;
+	const void *payload;
+	size_t len;
+	bool transactional;
+	/* runs the handler into res (req->tx set when transactional) */
+	int (*run)(zc_req *req, zc_res *res, void *arg);
+	/* what to keep of res as its answer; *hold (NULL or malloc'd) is
+	 * freed once kept.  -1: nothing (the key is freed, as on failure) */
+	int (*keep)(const zc_res *res, struct zc_answer *ans, char **hold,
+		    void *arg);
+	void *arg;
+	int rc; /* what run returned (ZC_IDEM_PROCEED) */
+};
+/* ZC_IDEM_PROCEED: the handler ran (g->rc), res holds its answer.
+ * ZC_IDEM_REPLAY: res holds the stored answer.  ZC_IDEM_CONFLICT,
+ * ZC_IDEM_MISMATCH: nothing ran, res untouched.  ZC_IDEM_UNAVAILABLE: the
+ * store failed, res holds a 503. */
+int zc__guarded_run(zc_req *req, zc_res *res, struct zc_guard *g);
 /* Answer res for a store failure: 503 with Retry-After and why. */
 void zc__res_store_error(zc_res *res, zc_err err, bool unknown);
 

@@ -4,7 +4,9 @@
  * target's retries.  A full queue is the caller's answer
  * (ZC_ERR_QUEUE_FULL), not a drop.  On shutdown the queue is drained
  * within the drain deadline, and every call that could not be delivered is
- * written to the log as a complete [UNDELIVERED] record.
+ * written to the log as a complete [UNDELIVERED] record.  A call made in
+ * a transactional handler waits for its transaction's commit: in the
+ * store's outbox (relay.c) with SQLite or PostgreSQL, here with memory:.
  */
 #include "outbound.h"
 
@@ -27,6 +29,7 @@ static struct {
 	pthread_cond_t nonempty, idle;
 	zc_call **ring;
 	size_t cap, head, count;
+	size_t reserved; /* slots held for calls waiting for a commit */
 	int workers, started, busy;
 	bool draining, stopping;
 	pthread_t *threads;
@@ -132,30 +135,104 @@ start_locked(void)
 	return q.started > 0 ? 0 : -1;
 }
 
-zc_err
-zc_call_send_async(zc_call *call)
+/* Room for one more call (one reserved: a slot held for it).  Called
+ * with q.mu held; ZC_OK, or why not. */
+static zc_err
+room_locked(bool reserved)
+{
+	if (q.stopping)
+		return ZC_ERR_QUEUE_FULL;
+	if (start_locked() != 0)
+		return ZC_ERR_NOMEM;
+	if (!reserved && q.count + q.reserved >= q.cap) {
+		atomic_fetch_add(&rejected_total, 1);
+		return ZC_ERR_QUEUE_FULL;
+	}
+	return ZC_OK;
+}
+
+/* Hand call to the queue: ZC_OK (the queue owns it), or why not. */
+static zc_err
+enqueue(zc_call *call, bool reserved)
 {
 	zc_err err;
 
-	if (call == NULL)
-		return ZC_ERR_INVALID;
-	if ((err = zc__call_setup_err(call)) != ZC_OK)
-		return err;
 	pthread_mutex_lock(&q.mu);
-	if (q.stopping || start_locked() != 0) {
+	if (reserved)
+		q.reserved--;
+	if ((err = room_locked(reserved)) != ZC_OK) {
 		pthread_mutex_unlock(&q.mu);
-		return q.stopping ? ZC_ERR_QUEUE_FULL : ZC_ERR_NOMEM;
-	}
-	if (q.count == q.cap) {
-		pthread_mutex_unlock(&q.mu);
-		atomic_fetch_add(&rejected_total, 1);
-		return ZC_ERR_QUEUE_FULL;
+		return err;
 	}
 	zc__call_detach(call, &deadline_now);
 	q.ring[(q.head + q.count) % q.cap] = call;
 	q.count++;
 	pthread_cond_signal(&q.nonempty);
 	pthread_mutex_unlock(&q.mu);
+	return ZC_OK;
+}
+
+/* A call made in a transaction that committed (memory: store): it goes
+ * into the slot held for it. */
+static void
+send_committed(void *item)
+{
+	zc_call *call = item;
+	zc_err err;
+
+	if (enqueue(call, true) == ZC_OK)
+		return;
+	/* the queue closed meanwhile (SIGTERM): in line, not dropped */
+	if ((err = zc_call_perform(call)) != ZC_OK)
+		log_undelivered(call, err);
+	zc_call_free(call);
+}
+
+static void
+drop_rolled_back(void *item)
+{
+	pthread_mutex_lock(&q.mu);
+	q.reserved--;
+	pthread_mutex_unlock(&q.mu);
+	zc_call_free(item);
+}
+
+zc_err
+zc_call_send_async(zc_call *call)
+{
+	zc_tx *tx;
+	zc_err err;
+
+	if (call == NULL)
+		return ZC_ERR_INVALID;
+	if ((err = zc__call_setup_err(call)) != ZC_OK)
+		return err;
+	if ((tx = zc__store_current_tx()) == NULL)
+		return enqueue(call, false);
+	/*
+	 * In a transactional handler the call is sent only if its
+	 * transaction commits: a row of the store's outbox, which a relay
+	 * delivers (surviving a crash), or with memory: a slot of the queue
+	 * held now (a full queue says so now, as outside a transaction) and
+	 * filled at the commit.
+	 */
+	if (zc__store_durable()) {
+		if ((err = zc__relay_put(tx, call, "call")) == ZC_OK)
+			zc_call_free(call);
+		return err;
+	}
+	pthread_mutex_lock(&q.mu);
+	if ((err = room_locked(false)) == ZC_OK)
+		q.reserved++;
+	pthread_mutex_unlock(&q.mu);
+	if (err != ZC_OK)
+		return err;
+	if (zc__store_tx_defer(call, send_committed, drop_rolled_back) != 0) {
+		pthread_mutex_lock(&q.mu);
+		q.reserved--;
+		pthread_mutex_unlock(&q.mu);
+		return ZC_ERR_NOMEM;
+	}
 	return ZC_OK;
 }
 

@@ -99,4 +99,23 @@ void zc__call_set_repeatable(zc_call *call);
 zc_err zc__call_body(zc_call *call, const char *content_type, const void *data,
 		     size_t len);
 
+/* ---- the outbox relay (relay.c) ---- */
+/* Write call into tx's outbox (kind "call" or "event"): ZC_OK, the row
+ * is written and the caller frees call; else nothing was written. */
+zc_err zc__relay_put(zc_tx *tx, zc_call *call, const char *kind);
+/* Start the relay threads (a durable store): ZC_OUTBOX_POLL_MS,
+ * ZC_OUTBOX_LEASE_MS, ZC_OUTBOX_RELAYS.  -1 with one line in err for a
+ * bad value.  Already running: nothing. */
+int zc__relay_start(char *err, size_t errsize);
+bool zc__relay_running(void);
+/* Deliver what is due until none is or deadline_ns; stop the threads,
+ * give back this replica's claims, log how many rows are left (they stay
+ * in the store).  Returns that count. */
+long zc__relay_drain(long long deadline_ns);
+/* One pass as owner: claim up to max due rows for lease_ms and deliver
+ * them.  The rows claimed, or -1 when the store failed. */
+int zc__relay_pass(const char *owner, int max, long long lease_ms);
+/* The outbox's metrics families. */
+void zc__relay_metrics(struct zc_buf *out, void *arg);
+
 #endif /* ZC_OUTBOUND_H */

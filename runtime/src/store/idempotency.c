@@ -5,6 +5,10 @@
  * same payload gets the stored answer without running again; the same key
  * with a different payload is a 422; a repeat while the first is still
  * running is a 409.  Answers of 5xx are not kept, so a retry may succeed.
+ * This table is this process's: the keys themselves with memory: or no
+ * store; with SQLite or PostgreSQL the records live in the store
+ * (records.c) and this table only marks the keys running here, so a
+ * duplicate in this process gets its 409 without a round trip.
  *
  * Memory is bounded: at most max_keys entries, each kept at most ttl; the
  * oldest go first.  One mutex guards the table; it is held only for a

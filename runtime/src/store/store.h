@@ -1,8 +1,10 @@
 /*
  * store.h - state that outlives one request: the idempotency records of
  * idempotent routes and the event-dedup records of idempotent event
- * routes.  Below the server: it stores answers as plain values, not
- * responses, and knows nothing of HTTP.
+ * routes (in this process, or in the durable store across replicas), the
+ * durable store itself (ZC_STORE_URL) and its outbox.  Below the server:
+ * it stores answers as plain values, not responses, and knows nothing of
+ * HTTP.
  */
 #ifndef ZC_STORE_H
 #define ZC_STORE_H
@@ -23,7 +25,8 @@ enum {
 	ZC_IDEM_PROCEED_UNTRACKED, /* out of memory: run untracked */
 	ZC_IDEM_REPLAY,            /* *replay holds the stored answer */
 	ZC_IDEM_CONFLICT,          /* same key still running: 409 */
-	ZC_IDEM_MISMATCH           /* same key, other payload: 422 */
+	ZC_IDEM_MISMATCH,          /* same key, other payload: 422 */
+	ZC_IDEM_UNAVAILABLE        /* durable records: the store failed */
 };
 struct zc_idem;
 struct zc_idem_ticket {
@@ -178,5 +181,142 @@ void zc__store_close_all(void);
 /* close_all, then forget the configuration, the function's schemas and
  * the memory: database (tests, exit). */
 void zc__store_shutdown(void);
+
+/* ---- the store in use, this replica, stored text (records.c) ---- */
+/* The configured store's kind: ZC_STORE_* (ZC_STORE_NONE: none). */
+int zc__store_kind(void);
+/* A SQLite file or PostgreSQL: state that other replicas and the next
+ * process see.  Idempotency records and the outbox live there; with
+ * memory: (or no store) they stay in this process. */
+bool zc__store_durable(void);
+/* This process in the store: "host/pid/random", the owner of its claims
+ * and leases.  A restarted process is a new owner. */
+const char *zc__store_replica_id(void);
+/* Milliseconds since the epoch: the times the runtime's tables hold. */
+long long zc__store_now_ms(void);
+/* s[0..n) fits a TEXT column as it is: valid UTF-8 without NUL. */
+bool zc__store_text_ok(const char *s, size_t n);
+/* Base64 of p[0..n) (malloc'd, NUL-terminated), or NULL (no memory). */
+char *zc__store_b64_encode(const void *p, size_t n);
+/* Decode s into a malloc'd buffer with a NUL after its *len bytes; -1
+ * for bad input or no memory. */
+int zc__store_b64_decode(const char *s, char **out, size_t *len);
+/* The runtime's static string for a content type read back from the
+ * store (answers keep their content type as a static string); NULL for
+ * NULL. */
+const char *zc__store_ctype(const char *text);
+/* The content type under which an event route keeps a reply event (in
+ * structured form): replays recognise it by this pointer. */
+extern const char zc__ctype_stored_event[];
+
+/*
+ * ---- durable idempotency records: table zc_idem (records.c) ----
+ *
+ * The same rules as the in-process table above, kept in the store so
+ * they hold across replicas and restarts.  A transactional route checks
+ * and writes its record in the handler's own transaction (PostgreSQL:
+ * pg_try_advisory_xact_lock on the key first, so a duplicate in flight
+ * anywhere gets 409 at once; SQLite: BEGIN IMMEDIATE runs one writer at a
+ * time).  Other routes claim the key in a short transaction (state
+ * 'running', locked_until), run, and store the answer in a second one.
+ * Answers of 5xx are never kept.
+ */
+struct zc_rec {
+	const char *scope, *key;   /* as stored: text-safe */
+	char fp[33];               /* payload fingerprint, hex */
+	int64_t lock_id;           /* PostgreSQL advisory lock on the key */
+	long ttl_s;                /* a record older than this is gone */
+	long long lease_ms;        /* a claim's hold (two phases) */
+	char *own_scope, *own_key; /* hex forms, when not text-safe */
+};
+
+/* Key the record: scope and key (copied when they need escaping), the
+ * payload fingerprinted.  ZC_ERR_NOMEM. */
+zc_err zc__rec_init(struct zc_rec *r, const char *scope, const char *key,
+		    const void *payload, size_t len, long ttl_s,
+		    long long lease_ms);
+void zc__rec_release(struct zc_rec *r);
+/* In the handler's transaction, before the handler: ZC_IDEM_PROCEED,
+ * _REPLAY (*replay filled; free its body), _CONFLICT, _MISMATCH, or
+ * _UNAVAILABLE when a statement failed (the transaction is aborted;
+ * zc__store_tx_conflict says whether to re-run it). */
+int zc__rec_check(zc_tx *tx, const struct zc_rec *r, struct zc_answer *replay);
+/* In the same transaction, after a 2xx: the record, state 'done'. */
+zc_err zc__rec_put(zc_tx *tx, const struct zc_rec *r,
+		   const struct zc_answer *ans);
+/* Keep an answer in a transaction of its own (a 4xx, whose handler's
+ * writes rolled back); a record already there stays. */
+zc_err zc__rec_store(const struct zc_rec *r, const struct zc_answer *ans);
+/* Two phases, each its own transaction: claim the key (ZC_IDEM_*, as
+ * check; PROCEED: this replica holds it until lease_ms from now) ... */
+int zc__rec_claim(const struct zc_rec *r, struct zc_answer *replay);
+/* ... then keep the answer, or free the key (ans NULL, or a 5xx). */
+zc_err zc__rec_finish(const struct zc_rec *r, const struct zc_answer *ans);
+/* Delete records older than ttl_s; at most once a minute per process,
+ * in a transaction of its own (the caller has none open). */
+void zc__rec_sweep(long ttl_s);
+
+/*
+ * ---- the outbox: table zc_outbox (outbox.c) ----
+ *
+ * Calls and events a transactional handler sends are rows written in its
+ * transaction: they exist if and only if it commits.  A relay (outbound/
+ * relay.c) claims due rows, one replica at a time per row (PostgreSQL:
+ * FOR UPDATE SKIP LOCKED; SQLite: one writer), delivers them and deletes
+ * them; a claim is a lease (next_attempt_at moved to now + lease), so the
+ * rows of a replica that died are due again when it ends.
+ */
+struct zc_outbox_row {
+	char *id, *kind, *target, *method, *path;
+	char *headers; /* "Name: value" lines, '\n'-separated, or NULL */
+	char *body;    /* NULL: no body; else body_len bytes and a NUL */
+	size_t body_len;
+	char *idem_key, *traceparent, *tracestate;
+	char *last_error;
+	long long created_at, next_attempt_at;
+	int attempts;
+};
+/* Write row in tx (id and times filled when empty).  ZC_ERR_* as
+ * zc_tx_exec. */
+zc_err zc__outbox_insert(zc_tx *tx, struct zc_outbox_row *row);
+/* Claim up to max due rows for owner, each until now + lease_ms, in a
+ * transaction of its own: *rows (free with zc__outbox_rows_free). */
+zc_err zc__outbox_claim(const char *owner, long long lease_ms, int max,
+			struct zc_outbox_row **rows, size_t *n);
+void zc__outbox_rows_free(struct zc_outbox_row *rows, size_t n);
+/* Delivered: the rows go. */
+zc_err zc__outbox_done(const char *const *ids, size_t n);
+/* Failed for now: due again at next_ms, unless another owner holds it. */
+zc_err zc__outbox_retry(const char *id, const char *owner, long long next_ms,
+			const char *error);
+/* Refused for good: state 'dead', kept for an operator. */
+zc_err zc__outbox_dead(const char *id, const char *owner, const char *error);
+/* Give back owner's claims: due now, for any replica. */
+zc_err zc__outbox_release(const char *owner);
+/* SQLite: give back the claims of processes of this host that died. */
+zc_err zc__outbox_release_dead_local(void);
+/* Rows pending and dead, and when the oldest pending one was written
+ * (0: none). */
+zc_err zc__outbox_stats(long long *pending, long long *dead,
+			long long *oldest_ms);
+
+/* The transaction a transactional handler on this thread runs in, set
+ * by the runtime around the handler (NULL otherwise): where its calls
+ * and events go. */
+void zc__store_tx_enter(zc_tx *tx);
+void zc__store_tx_leave(void);
+zc_tx *zc__store_current_tx(void);
+/* Hold item until the current transaction ends: run(item) if it
+ * commits, drop(item) if not (memory: calls wait for the commit).  -1
+ * when there is no current transaction or no memory. */
+int zc__store_tx_defer(void *item, void (*run)(void *), void (*drop)(void *));
+/* The transaction ended: run or drop what was deferred, and wake the
+ * relay when committed rows were written. */
+void zc__store_tx_after(bool committed);
+/* The relay's wait: until rows may have been committed (a commit here
+ * wrote some, or zc__outbox_wake) or timeout_ms; *seen is the wake
+ * count last seen. */
+void zc__outbox_wait(unsigned long *seen, long timeout_ms);
+void zc__outbox_wake(void);
 
 #endif /* ZC_STORE_H */
