@@ -148,7 +148,10 @@ enum {
 	 * answer that overran its deadline is stored (the work was done)
 	 * though the client got a 504.  The app keeps at most
 	 * ZC_IDEMPOTENCY_MAX_KEYS (10000) keys over all its idempotent
-	 * routes, each for at most ZC_IDEMPOTENCY_TTL_S (3600) seconds.
+	 * routes, each for at most ZC_IDEMPOTENCY_TTL_S (3600) seconds.  With a
+	 * SQLite or PostgreSQL store (a function that keeps state) the
+	 * records live in the store: across restarts and replicas, bounded by
+	 * the TTL only.
 	 */
 	ZC_ROUTE_IDEMPOTENT = 1u << 0,
 	/* Event routes: answer with the reply event even when the sender
@@ -403,6 +406,11 @@ zc_err zc_res_call_error(zc_res *res, const zc_call *call, zc_err err);
  * ZC_ERR_QUEUE_FULL (ZC_ASYNC_QUEUE_SIZE, 1024) or a setup error: nothing
  * was queued and the caller still owns call.  On SIGTERM the queue is
  * drained within ZC_DRAIN_TIMEOUT_MS; what is left is logged, not lost.
+ * In a ZC_ROUTE_TRANSACTIONAL handler the call goes out only if the
+ * transaction commits: with a SQLite or PostgreSQL store as an outbox row
+ * (delivered by the relay, surviving kill -9; ZC_ERR_STORE or
+ * ZC_ERR_CONFLICT when the row could not be written), with memory: on
+ * this queue after the commit.
  */
 zc_err zc_call_send_async(zc_call *call);
 
@@ -481,7 +489,10 @@ zc_err zc_res_event(zc_res *res, const zc_event *ev);
  * extension and header carry the inbound trace.  Retried like an
  * idempotent call (receivers dedupe on source + id).  ZC_OK only for a
  * 2xx; ZC_ERR_HTTP for any other status; ZC_ERR_INVALID when the target
- * is NULL and K_SINK unset, or not a URL or broker name.
+ * is NULL and K_SINK unset, or not a URL or broker name.  In a
+ * ZC_ROUTE_TRANSACTIONAL handler with a SQLite or PostgreSQL store the
+ * event is written to the outbox instead and sent after the commit: ZC_OK
+ * means queued.
  */
 zc_err zc_event_send(zc_req *inbound, const char *target, const zc_event *ev);
 
