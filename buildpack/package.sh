@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # package.sh [OUT] - the buildpack as it is shipped: buildpack.toml, bin/,
 # lib/, README.md, and the Zenith C runtime sources bin/build compiles
-# (runtime/include, runtime/src), in OUT (default build/buildpack).  This is
+# (runtime/include, runtime/src with its layer folders, runtime/notls), in
+# OUT (default build/buildpack).  This is
 # what builder.toml, `pack build --buildpack` and `make image` use.
 #   --tgz FILE   also write it as a .tgz (the spec's buildpack archive)
 set -euo pipefail
@@ -17,7 +18,7 @@ while (($#)); do
 done
 
 bp_version="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/buildpack/buildpack.toml" | head -n 1)"
-rt_version="$(sed -n 's/^#define ZC_VERSION "\(.*\)"/\1/p' "$root/runtime/include/zenith.h")"
+rt_version="$(sed -n 's/^#define ZC_VERSION[[:space:]]*"\(.*\)"/\1/p' "$root/runtime/include/zenith.h")"
 if [[ "$bp_version" != "$rt_version" ]]; then
 	echo "package: buildpack.toml says $bp_version, runtime/include/zenith.h says $rt_version; they must match" >&2
 	exit 1
@@ -29,7 +30,14 @@ mkdir -p "$tmp/runtime/src" "$tmp/runtime/include" "$tmp/runtime/notls"
 cp -R "$root/buildpack/buildpack.toml" "$root/buildpack/README.md" \
 	"$root/buildpack/bin" "$root/buildpack/lib" "$tmp/"
 cp "$root"/runtime/include/*.h "$tmp/runtime/include/"
-cp "$root"/runtime/src/*.[ch] "$tmp/runtime/src/"
+# runtime/src/*.h and runtime/src/<layer>/*.[ch]: the layers include each
+# other's headers by relative path, so the tree keeps its shape.
+cp "$root"/runtime/src/*.h "$tmp/runtime/src/"
+for d in "$root"/runtime/src/*/; do
+	layer="$(basename "$d")"
+	mkdir -p "$tmp/runtime/src/$layer"
+	cp "$d"*.[ch] "$tmp/runtime/src/$layer/"
+done
 cp "$root"/runtime/notls/*.c "$tmp/runtime/notls/"
 # Readable by the build image's unprivileged CNB user.
 chmod -R u=rwX,go=rX "$tmp"

@@ -16,8 +16,12 @@ set -euo pipefail
 need apt-cache debootstrap podman runc chroot
 containers_setup
 
+# The runtime compiles against the headers of every library it uses;
+# libcurl, libsqlite3 and libpq are loaded with dlopen, so their -dev
+# packages are there for the headers (and for BP_ZC_BUNDLE_LIBS to find
+# the shared libraries), not for linking.
 PKGS=(build-essential pkg-config libmicrohttpd-dev libjansson-dev
-      libcurl4-openssl-dev ca-certificates)
+      libcurl4-openssl-dev libsqlite3-dev libpq-dev ca-certificates)
 UID_GID=1001
 repo=localhost/zenith-c/build
 
@@ -25,7 +29,7 @@ key="$(
 	{
 		sha256sum <"${BASH_SOURCE[0]}"
 		candidate_versions "${PKGS[@]}" gcc-12 libc6-dev libmicrohttpd12 \
-			libjansson4 libcurl4
+			libjansson4 libcurl4 libsqlite3-0 libpq5
 	} | sha256sum | cut -c1-16
 )"
 ref="$repo:$key"
@@ -110,7 +114,7 @@ tar -C "$root" --numeric-owner --exclude=./.zenith-c-prepared -cf - . |
 		--change "LABEL io.buildpacks.base.distro.name=debian" \
 		--change "LABEL io.buildpacks.base.distro.version=12" \
 		--change "LABEL io.buildpacks.base.maintainer=\"Zenith C\"" \
-		--change "LABEL io.buildpacks.base.description=\"Zenith C build image: Debian 12, build-essential, pkg-config, libmicrohttpd/jansson/libcurl -dev packages, user cnb (1001)\"" \
+		--change "LABEL io.buildpacks.base.description=\"Zenith C build image: Debian 12, build-essential, pkg-config, libmicrohttpd/jansson/libcurl/sqlite3/libpq -dev packages, user cnb (1001)\"" \
 		--change "LABEL io.buildpacks.base.released=$released" \
 		--change "LABEL zenith-c.build-image.key=$key" \
 		- "$ref" >/dev/null

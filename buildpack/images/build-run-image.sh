@@ -3,14 +3,18 @@
 # layout LAYOUT (default build/images/run), tag "run".  Made from Debian 12
 # packages only, without a Docker engine or a registry: the dependency
 # closure of the runtime's libraries (libmicrohttpd12, libjansson4,
-# libcurl4, libc6) unpacked with dpkg -x, the Mozilla CA bundle, a non-root
-# user cnb (1000:1000), no shell, and the CNB run-image labels.
+# libcurl4, libc6, and the store's libsqlite3-0 and libpq5) unpacked with
+# dpkg -x, the Mozilla CA bundle, a non-root user cnb (1000:1000), no
+# shell, and the CNB run-image labels.  libpq5 costs 0.14 MiB compressed:
+# everything it loads (libssl3, libgssapi-krb5-2, libldap-2.5-0, ...) is
+# libcurl4's closure already (docs/buildpack.md, "The run image").
 #
 #   ZC_RUN_SHELL=1   add busybox as /bin/sh (for debugging; not the default)
 #   ZC_RUN_ROOTS     the packages whose closure is installed (default
-#                    "libc6 libmicrohttpd12 libjansson4 libcurl4"); the tests
-#                    make a glibc-only image with "libc6" to check that
-#                    BP_ZC_BUNDLE_LIBS=true brings the libraries along
+#                    "libc6 libmicrohttpd12 libjansson4 libcurl4
+#                    libsqlite3-0 libpq5"); the tests make a glibc-only
+#                    image with "libc6" to check that BP_ZC_BUNDLE_LIBS=true
+#                    brings the libraries along
 #
 # Nothing is rebuilt when the script, the setting and the Debian package
 # versions are unchanged.  Prints "LAYOUT:run" on stdout.
@@ -22,7 +26,8 @@ oci=(python3 "$ZC_ROOT/buildpack/lifecycle/ocilayout.py")
 out="${1:-$ZC_ROOT/build/images/run}"
 tag=run
 shell="${ZC_RUN_SHELL:-0}"
-read -r -a ROOTS <<<"${ZC_RUN_ROOTS:-libc6 libmicrohttpd12 libjansson4 libcurl4}"
+DEFAULT_ROOTS="libc6 libmicrohttpd12 libjansson4 libcurl4 libsqlite3-0 libpq5"
+read -r -a ROOTS <<<"${ZC_RUN_ROOTS:-$DEFAULT_ROOTS}"
 
 # Depends and Pre-Depends only, recursively: the packages the libraries
 # need to load.  ca-certificates is not in it: its own closure is dpkg,
@@ -108,8 +113,8 @@ printf '%s\n' "${pkgs[@]}" "${extra[@]}" | sort -u >"$root/etc/zenith-c-run-pack
 
 rm -rf "$out" "$out.key"
 mkdir -p "$(dirname "$out")"
-desc="Zenith C run image: Debian 12 libraries for libmicrohttpd, jansson and libcurl, CA certificates, user cnb (1000), no shell"
-[[ "${ROOTS[*]}" == "libc6 libmicrohttpd12 libjansson4 libcurl4" ]] ||
+desc="Zenith C run image: Debian 12 libraries for libmicrohttpd, jansson, libcurl, SQLite and libpq, CA certificates, user cnb (1000), no shell"
+[[ "${ROOTS[*]}" == "$DEFAULT_ROOTS" ]] ||
 	desc="Zenith C run image (closure of ${ROOTS[*]}), CA certificates, user cnb (1000), no shell"
 [[ "$shell" == 1 ]] && desc="${desc%, no shell}, busybox shell"
 "${oci[@]}" init "$out:$tag"

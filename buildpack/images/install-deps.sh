@@ -3,11 +3,16 @@
 # and `make test-image` use, installed only when missing (root or sudo).
 # No Docker engine: podman with runc runs the containers, debootstrap makes
 # the build image; the OCI images are written by lifecycle/ocilayout.py.
+# The store's headers (libsqlite3-dev, libpq-dev) are for bin/build run on
+# this machine by make test-buildpack; postgresql-15 and its client (psql)
+# for the image tests that keep state in a private PostgreSQL
+# (tests/pg/pg.sh).
 set -euo pipefail
 
 PKGS=(podman runc conmon slirp4netns debootstrap
       gcc make pkg-config libc6-dev libmicrohttpd-dev libjansson-dev
-      libcurl4-openssl-dev binutils file curl python3 ca-certificates)
+      libcurl4-openssl-dev libsqlite3-dev libpq-dev binutils file curl
+      python3 ca-certificates postgresql-15 postgresql-client-15)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -3,7 +3,10 @@ test_buildpack.py - the buildpack contract, checked by running bin/detect
 and bin/build as the lifecycle does (Buildpack API 0.10): working directory
 = the app, CNB_* variables, a temporary layers/platform/plan, exit codes
 0 / 100 / error, the layer TOML files, launch.toml, the cache layer's reuse,
-and the compiler's message when a source is broken.
+the compiler's message when a source is broken, and which functions keep
+state in the store: those (and only those) get libsqlite3 and libpq, which
+the runtime dlopens, in the libs layer with BP_ZC_BUNDLE_LIBS=true.  The
+builds use the buildpack as package.sh ships it, packaged once per run.
 """
 import os
 import re
@@ -85,7 +88,8 @@ class Workdir:
         return subprocess.run(args, cwd=self.app, env=e, capture_output=True,
                               text=True, timeout=60)
 
-    def build(self, env=None, positional=False, bp=BP):
+    def build(self, env=None, positional=False, bp=None):
+        bp = bp or SNAPSHOT
         e = dict(BASE_ENV, CNB_BUILDPACK_DIR=bp)
         args = [os.path.join(bp, "bin", "build")]
         if positional:
@@ -122,10 +126,19 @@ class Workdir:
 # One full build of the template compiles the runtime; later builds start
 # from its cache layer, as a lifecycle's rebuild would.
 SEED = None
+# The buildpack as package.sh ships it, packaged once: every build here
+# compiles the same runtime sources, so the cache key stays put while the
+# tree is being edited (and the packaged layout is the one tested).
+SNAPSHOT = None
+SNAPSHOT_DIR = None
 
 
 def setUpModule():
-    global SEED
+    global SEED, SNAPSHOT, SNAPSHOT_DIR
+    SNAPSHOT_DIR = tempfile.mkdtemp(prefix="zc-bp-snapshot-")
+    SNAPSHOT = subprocess.run(
+        [os.path.join(BP, "package.sh"), os.path.join(SNAPSHOT_DIR, "bp")],
+        check=True, capture_output=True, text=True).stdout.strip()
     SEED = Workdir(TEMPLATE)
     SEED.result = SEED.build()
 
@@ -133,6 +146,8 @@ def setUpModule():
 def tearDownModule():
     if SEED:
         SEED.remove()
+    if SNAPSHOT_DIR:
+        shutil.rmtree(SNAPSHOT_DIR, ignore_errors=True)
 
 
 class Case(unittest.TestCase):
@@ -407,6 +422,12 @@ class BuildTest(Case):
                     "%s/fn/bin/%s" % (w.layers, ex), os.X_OK))
                 self.assertEqual(w.toml("launch")["processes"][0]["command"],
                                  ["%s/fn/bin/%s" % (w.layers, ex)])
+                # balance-manager and audit-logger keep state in the store;
+                # transaction-processor keeps none
+                self.assertIs(w.toml("fn")["metadata"]["uses-store"],
+                              ex != "transaction-processor")
+                self.assertEqual("keeps state in the store" in r.stdout,
+                                 ex != "transaction-processor")
 
     def test_test_files_are_not_compiled(self):
         # the template's test_function.c has its own main(): linking it in
@@ -476,6 +497,70 @@ class BuildTest(Case):
         curl = subprocess.run(["ldd", w.layers + "/libs/lib/libcurl.so.4"],
                               env=env, capture_output=True, text=True).stdout
         self.assertIn(w.layers + "/libs/lib/libnghttp2.so.14", curl)
+        # the starter keeps no state: the store's libraries stay out
+        self.assertIs(w.toml("fn")["metadata"]["uses-store"], False)
+        for so in ("libsqlite3.so.0", "libpq.so.5"):
+            self.assertNotIn(so, names)
+
+    def test_bundle_libs_true_brings_the_store_libraries(self):
+        # balance-manager keeps state: the runtime dlopens libsqlite3 or
+        # libpq by ZC_STORE_URL, so both travel with what they load
+        w = self.work(os.path.join(ROOT, "examples", "balance-manager"))
+        r = w.build(env={"BP_ZC_BUNDLE_LIBS": "true",
+                         "BP_ZC_FUNCTION_NAME": "balance-manager"})
+        self.assertBuilt(r)
+        lib = w.layers + "/libs/lib"
+        names = os.listdir(lib)
+        for so in ("libjansson.so.4", "libcurl.so.4", "libsqlite3.so.0",
+                   "libpq.so.5"):
+            self.assertIn(so, names)
+        self.assertEqual(len(names), len(set(names)))
+        listed = [l.strip() for l in r.stdout.splitlines()
+                  if l.startswith("     lib")]
+        self.assertEqual(len(listed), len(set(listed)), r.stdout)
+        self.assertIn("Bundling %d shared libraries" % len(names), r.stdout)
+        # everything libpq and libsqlite3 load is in the layer, or glibc
+        env = dict(BASE_ENV, LD_LIBRARY_PATH=lib)
+        for so in ("libpq.so.5", "libsqlite3.so.0"):
+            with self.subTest(library=so):
+                ldd = subprocess.run(["ldd", os.path.join(lib, so)], env=env,
+                                     capture_output=True, text=True).stdout
+                self.assertNotIn("not found", ldd)
+                for line in ldd.splitlines():
+                    m = re.match(r"\s*(\S+) => (\S+)", line)
+                    if not m:
+                        continue
+                    if re.match(r"^(libc|libm|libresolv|libpthread|libdl|"
+                                r"librt)\.so", m.group(1)):
+                        continue
+                    self.assertTrue(m.group(2).startswith(lib + "/"), line)
+        self.assertIn(lib + "/libssl.so.3", subprocess.run(
+            ["ldd", os.path.join(lib, "libpq.so.5")], env=env,
+            capture_output=True, text=True).stdout)
+
+    def test_transactional_route_alone_keeps_state(self):
+        # no store call in the objects, but a transactional route: the
+        # runtime opens the store for it (its outbox), so it keeps state
+        src = HELLO.replace(
+            'return zc_route(app, "GET", "/hello", hello, NULL);',
+            'return zc_route_with(app, "POST", "/hello", hello, NULL,\n'
+            '\t    &(zc_route_opts){.flags = ZC_ROUTE_TRANSACTIONAL});')
+        w = self.work(files={"hello.c": src})
+        r = w.build(env={"BP_ZC_BUNDLE_LIBS": "true"})
+        self.assertBuilt(r)
+        self.assertIs(w.toml("fn")["metadata"]["uses-store"], True)
+        names = os.listdir(w.layers + "/libs/lib")
+        self.assertIn("libsqlite3.so.0", names)
+        self.assertIn("libpq.so.5", names)
+
+    def test_bundle_libs_auto_store_function_adds_nothing(self):
+        # the Zenith run image carries libsqlite3 and libpq
+        w = self.work(os.path.join(ROOT, "examples", "audit-logger"))
+        r = w.build(env={"BP_ZC_FUNCTION_NAME": "audit-logger"})
+        self.assertBuilt(r)
+        self.assertIs(w.toml("fn")["metadata"]["uses-store"], True)
+        self.assertFalse(os.path.exists(w.layers + "/libs"))
+        self.assertNotIn("Bundling", r.stdout)
 
     def test_bundle_libs_auto_takes_only_what_the_function_adds(self):
         if not os.path.exists("/usr/lib/x86_64-linux-gnu/libexpat.so"):
@@ -558,11 +643,11 @@ class RuntimeCacheTest(Case):
     not compile it; a changed runtime, or no cache, does."""
 
     def packaged(self):
+        """A copy of the packaged buildpack SEED was built with."""
         d = tempfile.mkdtemp(prefix="zc-bp-pkg-")
         self.addCleanup(shutil.rmtree, d, True)
         out = os.path.join(d, "bp")
-        subprocess.run([os.path.join(BP, "package.sh"), out], check=True,
-                       capture_output=True)
+        shutil.copytree(SNAPSHOT, out, symlinks=True)
         return out
 
     def test_rebuild_reuses_the_runtime(self):
@@ -585,10 +670,12 @@ class RuntimeCacheTest(Case):
               (time.monotonic() - t0), end=" ")
 
     def test_no_cache_compiles(self):
-        w = self.work(TEMPLATE, cached=False)
-        r = w.build()
+        # SEED is the template built with no cache: not built a second
+        # time here (a cold runtime build is most of this suite's time)
+        r = SEED.result
         self.assertBuilt(r)
         self.assertIn("Compiling the Zenith C runtime", r.stdout)
+        self.assertNotIn("Reusing the cached", r.stdout)
 
     def test_changed_runtime_compiles_again(self):
         bp = self.packaged()
@@ -597,7 +684,7 @@ class RuntimeCacheTest(Case):
         self.assertBuilt(r)
         self.assertIn("Reusing the cached Zenith C runtime", r.stdout)
         # the same key from the packaged copy: then change one source
-        with open(os.path.join(bp, "runtime", "src", "log.c"), "a") as f:
+        with open(os.path.join(bp, "runtime", "src", "core", "log.c"), "a") as f:
             f.write("\n/* changed */\n")
         w2 = self.work(TEMPLATE)
         r2 = w2.build(bp=bp)
@@ -622,7 +709,7 @@ class DescriptorTest(unittest.TestCase):
         self.assertEqual(d["api"], "0.10")
         self.assertEqual(d["buildpack"]["id"], "zenith/c-function")
         with open(os.path.join(ROOT, "runtime", "include", "zenith.h")) as f:
-            version = re.search(r'#define ZC_VERSION "(.*)"', f.read()).group(1)
+            version = re.search(r'#define ZC_VERSION\s+"(.*)"', f.read()).group(1)
         self.assertEqual(d["buildpack"]["version"], version)
         self.assertEqual(d["targets"], [{"os": "linux", "arch": "amd64",
                                          "distros": [{"name": "debian",
@@ -653,7 +740,8 @@ class DescriptorTest(unittest.TestCase):
                        capture_output=True)
         for f in ("buildpack.toml", "bin/detect", "bin/build",
                   "lib/settings.sh", "runtime/include/zenith.h",
-                  "runtime/src/main.c"):
+                  "runtime/src/app/main.c",
+                  "runtime/src/store/sqlite.c", "runtime/src/internal.h"):
             self.assertTrue(os.path.isfile(os.path.join(out, f)), f)
         # every file readable by the build image's unprivileged user
         for dirpath, _, files in os.walk(out):

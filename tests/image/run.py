@@ -3,13 +3,15 @@
 run.py - the container tests of the function images (what `make
 test-image` runs after installing its packages, through run.sh, which sets
 up podman's configuration): build the example and starter images with
-`make image`, then run them with podman on 127.0.0.1 only.
+`make image`, then run them with podman on 127.0.0.1 only, with their state
+in SQLite under /tmp and in a private PostgreSQL (tests/pg/pg.sh).
 
     tests/image/run.sh [-k PATTERN] [-v]
 
 The last line printed is "image: N passed, N failed"; the exit status is
 non-zero when anything failed.  Every container and image the tests make is
-removed by ID at the end, also on Ctrl-C or SIGTERM.
+removed by ID at the end, and the PostgreSQL server stopped by PID, also on
+Ctrl-C or SIGTERM.
 """
 import argparse
 import os
@@ -24,8 +26,10 @@ sys.path.insert(0, HERE)
 
 import test_image  # noqa: E402
 
-ORDER = [test_image.BuildTest, test_image.ChainTest, test_image.DrainTest,
-         test_image.StarterTest, test_image.BundleLibsTest]
+ORDER = [test_image.BuildTest, test_image.ChainTest,
+         test_image.SqliteStateTest, test_image.PostgresTest,
+         test_image.DrainTest, test_image.StarterTest,
+         test_image.BundleLibsTest]
 
 
 class Result(unittest.TextTestResult):
@@ -34,9 +38,12 @@ class Result(unittest.TextTestResult):
         self.n_pass = 0
         self.n_fail = 0
         self._bad = False
+        self.durations = []  # (seconds, test id)
+        self._t0 = 0.0
 
     def startTest(self, test):
         self._bad = False
+        self._t0 = time.monotonic()
         super().startTest(test)
 
     def addFailure(self, test, err):
@@ -53,6 +60,8 @@ class Result(unittest.TextTestResult):
         super().addSubTest(test, subtest, err)
 
     def stopTest(self, test):
+        self.durations.append((time.monotonic() - self._t0,
+                               test.id().split(".", 1)[-1]))
         super().stopTest(test)
         if self._bad:
             self.n_fail += 1
@@ -92,7 +101,11 @@ def main():
         test_image.cleanup()
     n_pass = result.n_pass if result else 0
     n_fail = result.n_fail if result else 1
-    print("image tests took %.0f s" % (time.monotonic() - t0))
+    print("image tests took %.0f s, the image builds included" %
+          (time.monotonic() - t0))
+    if result:
+        slow = sorted(result.durations, reverse=True)[:6]
+        print("slowest tests: " + ", ".join("%s %.1f s" % (n, d) for d, n in slow))
     print("image: %d passed, %d failed" % (n_pass, n_fail))
     return 0 if n_fail == 0 and n_pass > 0 else 1
 
