@@ -282,7 +282,10 @@ sq_open(const struct zc_store_url *u)
 		flags |= SQLITE_OPEN_URI;
 	rc = sq.open_v2(u->target, &c->db, flags, NULL);
 	if (rc != SQLITE_OK) {
-		zc_error("store: cannot open %s: %s", u->display,
+		zc_error("store: cannot open %s: %s (its directory must be "
+			 "writable: a writable /tmp or volume, or set "
+			 "ZC_STORE_URL)",
+			 u->display,
 			 c->db != NULL ? sq.errmsg(c->db) : "out of memory");
 		sq_close(&c->base);
 		return NULL;
