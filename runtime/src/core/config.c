@@ -15,9 +15,9 @@
 #include <time.h>
 
 /* Parse env name as an integer in [min, max]; unset or empty keeps *out. */
-static int
-env_long(const char *name, long min, long max, long *out, char *err,
-	 size_t errsize)
+int
+zc__env_long(const char *name, long min, long max, long *out, char *err,
+	     size_t errsize)
 {
 	const char *s = getenv(name);
 	char *end;
@@ -43,7 +43,7 @@ env_int(const char *name, int min, int max, int *out, char *err, size_t errsize)
 {
 	long v = *out;
 
-	if (env_long(name, min, max, &v, err, errsize))
+	if (zc__env_long(name, min, max, &v, err, errsize))
 		return -1;
 	*out = (int)v;
 	return 0;
@@ -162,7 +162,7 @@ zc__config_load(zc_config *cfg, char *err, size_t errsize)
 	cfg->idem_ttl_s = 3600;
 
 	v = cfg->port;
-	if (env_long("PORT", 1, 65535, &v, err, errsize))
+	if (zc__env_long("PORT", 1, 65535, &v, err, errsize))
 		return -1;
 	cfg->port = (int)v;
 	cfg->listen_address = getenv("ZC_LISTEN_ADDRESS");
@@ -181,32 +181,33 @@ zc__config_load(zc_config *cfg, char *err, size_t errsize)
 		}
 	}
 	v = 0;
-	if (env_long("ZC_THREADS", 1, 1024, &v, err, errsize))
+	if (zc__env_long("ZC_THREADS", 1, 1024, &v, err, errsize))
 		return -1;
 	cfg->threads = (int)v;
 	v = (long)cfg->max_body;
-	if (env_long("ZC_MAX_BODY_BYTES", 0, 1L << 30, &v, err, errsize))
+	if (zc__env_long("ZC_MAX_BODY_BYTES", 0, 1L << 30, &v, err, errsize))
 		return -1;
 	cfg->max_body = (size_t)v;
 	v = (long)cfg->max_header;
-	if (env_long("ZC_MAX_HEADER_BYTES", 4096, 1L << 20, &v, err, errsize))
+	if (zc__env_long("ZC_MAX_HEADER_BYTES", 4096, 1L << 20, &v, err,
+			 errsize))
 		return -1;
 	cfg->max_header = (size_t)v;
 	v = cfg->idle_timeout_s;
-	if (env_long("ZC_IDLE_TIMEOUT_S", 1, 3600, &v, err, errsize))
+	if (zc__env_long("ZC_IDLE_TIMEOUT_S", 1, 3600, &v, err, errsize))
 		return -1;
 	cfg->idle_timeout_s = (unsigned)v;
-	if (env_long("ZC_BODY_TIMEOUT_MS", 1, 3600000, &cfg->body_timeout_ms,
-		     err, errsize))
+	if (zc__env_long("ZC_BODY_TIMEOUT_MS", 1, 3600000,
+			 &cfg->body_timeout_ms, err, errsize))
 		return -1;
-	if (env_long("ZC_HANDLER_TIMEOUT_MS", 1, 3600000,
-		     &cfg->handler_timeout_ms, err, errsize))
+	if (zc__env_long("ZC_HANDLER_TIMEOUT_MS", 1, 3600000,
+			 &cfg->handler_timeout_ms, err, errsize))
 		return -1;
-	if (env_long("ZC_DRAIN_TIMEOUT_MS", 0, 3600000, &cfg->drain_timeout_ms,
-		     err, errsize))
+	if (zc__env_long("ZC_DRAIN_TIMEOUT_MS", 0, 3600000,
+			 &cfg->drain_timeout_ms, err, errsize))
 		return -1;
 	v = cfg->max_connections;
-	if (env_long("ZC_MAX_CONNECTIONS", 0, 1000000, &v, err, errsize))
+	if (zc__env_long("ZC_MAX_CONNECTIONS", 0, 1000000, &v, err, errsize))
 		return -1;
 	cfg->max_connections = (unsigned)v;
 	if (env_path("ZC_READINESS_PATH", &cfg->readiness_path, err, errsize))
@@ -218,23 +219,23 @@ zc__config_load(zc_config *cfg, char *err, size_t errsize)
 		cfg->metrics_path = NULL;
 	else if (env_path("ZC_METRICS_PATH", &cfg->metrics_path, err, errsize))
 		return -1;
-	if (env_long("ZC_MAX_INFLIGHT", 0, 1000000, &cfg->max_inflight, err,
-		     errsize))
+	if (zc__env_long("ZC_MAX_INFLIGHT", 0, 1000000, &cfg->max_inflight, err,
+			 errsize))
 		return -1;
-	if (env_long("ZC_CLIENT_TIMEOUT_MS", 1, 3600000,
-		     &cfg->policy.timeout_ms, err, errsize))
+	if (zc__env_long("ZC_CLIENT_TIMEOUT_MS", 1, 3600000,
+			 &cfg->policy.timeout_ms, err, errsize))
 		return -1;
-	if (env_long("ZC_CLIENT_CONNECT_TIMEOUT_MS", 1, 3600000,
-		     &cfg->policy.connect_timeout_ms, err, errsize))
+	if (zc__env_long("ZC_CLIENT_CONNECT_TIMEOUT_MS", 1, 3600000,
+			 &cfg->policy.connect_timeout_ms, err, errsize))
 		return -1;
 	if (env_int("ZC_CLIENT_RETRIES", 0, 100, &cfg->policy.retries, err,
 		    errsize))
 		return -1;
-	if (env_long("ZC_CLIENT_BACKOFF_MS", 1, 60000, &cfg->policy.backoff_ms,
-		     err, errsize))
+	if (zc__env_long("ZC_CLIENT_BACKOFF_MS", 1, 60000,
+			 &cfg->policy.backoff_ms, err, errsize))
 		return -1;
-	if (env_long("ZC_CLIENT_BACKOFF_MAX_MS", 1, 600000,
-		     &cfg->policy.backoff_max_ms, err, errsize))
+	if (zc__env_long("ZC_CLIENT_BACKOFF_MAX_MS", 1, 600000,
+			 &cfg->policy.backoff_max_ms, err, errsize))
 		return -1;
 	if (env_int("ZC_CLIENT_MAX_CONCURRENT", 0, 1000000,
 		    &cfg->policy.max_concurrent, err, errsize))
@@ -242,30 +243,31 @@ zc__config_load(zc_config *cfg, char *err, size_t errsize)
 	if (env_int("ZC_BREAKER_FAILURES", 0, 1000000,
 		    &cfg->policy.breaker_failures, err, errsize))
 		return -1;
-	if (env_long("ZC_BREAKER_OPEN_MS", 1, 3600000,
-		     &cfg->policy.breaker_open_ms, err, errsize))
+	if (zc__env_long("ZC_BREAKER_OPEN_MS", 1, 3600000,
+			 &cfg->policy.breaker_open_ms, err, errsize))
 		return -1;
 	if (env_int("ZC_BREAKER_PROBES", 1, 1000, &cfg->policy.breaker_probes,
 		    err, errsize))
 		return -1;
 	v = (long)cfg->async_queue;
-	if (env_long("ZC_ASYNC_QUEUE_SIZE", 1, 10000000, &v, err, errsize))
+	if (zc__env_long("ZC_ASYNC_QUEUE_SIZE", 1, 10000000, &v, err, errsize))
 		return -1;
 	cfg->async_queue = (size_t)v;
 	if (env_int("ZC_ASYNC_WORKERS", 1, 64, &cfg->async_workers, err,
 		    errsize))
 		return -1;
 	v = (long)cfg->client_max_reply;
-	if (env_long("ZC_CLIENT_MAX_REPLY_BYTES", 1024, 1L << 30, &v, err,
-		     errsize))
+	if (zc__env_long("ZC_CLIENT_MAX_REPLY_BYTES", 1024, 1L << 30, &v, err,
+			 errsize))
 		return -1;
 	cfg->client_max_reply = (size_t)v;
 	v = (long)cfg->idem_max_keys;
-	if (env_long("ZC_IDEMPOTENCY_MAX_KEYS", 1, 10000000, &v, err, errsize))
+	if (zc__env_long("ZC_IDEMPOTENCY_MAX_KEYS", 1, 10000000, &v, err,
+			 errsize))
 		return -1;
 	cfg->idem_max_keys = (size_t)v;
-	if (env_long("ZC_IDEMPOTENCY_TTL_S", 1, 30L * 86400, &cfg->idem_ttl_s,
-		     err, errsize))
+	if (zc__env_long("ZC_IDEMPOTENCY_TTL_S", 1, 30L * 86400,
+			 &cfg->idem_ttl_s, err, errsize))
 		return -1;
 	if (cfg->metrics_path != NULL &&
 	    (strcmp(cfg->metrics_path, cfg->readiness_path) == 0 ||

@@ -43,6 +43,10 @@ typedef struct zc_config {
 /* Fill cfg from the environment.  On a bad value writes one line naming the
  * variable into err and returns -1. */
 int zc__config_load(zc_config *cfg, char *err, size_t errsize);
+/* Environment variable name as an integer in [min, max] into *out (unset
+ * or empty: *out unchanged); else -1 and one line naming it in err. */
+int zc__env_long(const char *name, long min, long max, long *out, char *err,
+		 size_t errsize);
 /* CPUs this process may use: cgroup quota first, then affinity. */
 int zc__cpu_count(void);
 /* The client policy's built-in defaults (zenith.h lists them). */

@@ -482,42 +482,20 @@ relay_main(void *arg)
 	return NULL;
 }
 
-static int
-env_ms(const char *name, long dflt, long min, long max, long *out, char *err,
-       size_t errsize)
-{
-	const char *s = getenv(name);
-	char *end;
-	long v;
-
-	*out = dflt;
-	if (s == NULL || *s == '\0')
-		return 0;
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
-		snprintf(err, errsize,
-			 "%s=\"%.32s\": expected a whole number from %ld to "
-			 "%ld",
-			 name, s, min, max);
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
-
 int
 zc__relay_start(char *err, size_t errsize)
 {
 	long poll, lease, n;
 	int i;
 
-	if (env_ms("ZC_OUTBOX_POLL_MS", DEFAULT_POLL_MS, 10, 3600000, &poll,
-		   err, errsize) != 0 ||
-	    env_ms("ZC_OUTBOX_LEASE_MS", DEFAULT_LEASE_MS, 1000, 86400000,
-		   &lease, err, errsize) != 0 ||
-	    env_ms("ZC_OUTBOX_RELAYS", DEFAULT_RELAYS, 1, 32, &n, err,
-		   errsize) != 0)
+	poll = DEFAULT_POLL_MS;
+	lease = DEFAULT_LEASE_MS;
+	n = DEFAULT_RELAYS;
+	if (zc__env_long("ZC_OUTBOX_POLL_MS", 10, 3600000, &poll, err,
+			 errsize) != 0 ||
+	    zc__env_long("ZC_OUTBOX_LEASE_MS", 1000, 86400000, &lease, err,
+			 errsize) != 0 ||
+	    zc__env_long("ZC_OUTBOX_RELAYS", 1, 32, &n, err, errsize) != 0)
 		return -1;
 	pthread_mutex_lock(&r.mu);
 	if (r.running) {
