@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# bench.sh - Zenith C's benchmark (`make bench`, issue 7): our three-function
-# chain, a bare libmicrohttpd ceiling server and, when ../shared/peers/go-chain
-# is present, the seed's Go chain as written and --tuned, loaded side by side
-# with wrk on loopback; prints a table and the issue's ratios (met / not met),
-# writes TSV + markdown + a gnuplot PNG under build/bench/.  See bench/README.md.
+# bench.sh - Zenith C's benchmark (`make bench`, issues 7 and 13): our
+# three-function chain with each of its stores (memory:, the default SQLite
+# file, a private PostgreSQL 15 with default durability), a bare
+# libmicrohttpd ceiling server and, when ../shared/peers/go-chain is present,
+# the seed's Go chain as written and --tuned, loaded side by side with wrk on
+# loopback; profiles the durable chains; prints a table and the issues' ratios
+# (met / not met), writes TSV + markdown + a gnuplot PNG under build/bench/.
+# See bench/README.md.
 #
 # BENCH_SMOKE=1 (`make bench-smoke`): 1 repeat of 2 s at 16 connections, ours
-# only, no warm-up, no Go; exits non-zero if a server died or a request erred.
+# only (memory: on every target, SQLite on /transaction), no warm-up, no Go,
+# no PostgreSQL, no profile; exits non-zero if a server died or a request
+# erred.
 # BENCH_REPORT=1: draw the tables and plot again from the last run's TSVs.
 set -uo pipefail
 
@@ -18,13 +23,28 @@ if [[ "$SMOKE" == 1 ]]; then
 	REPEAT="${REPEAT:-1}" DURATION="${DURATION:-2}" CONNS="${CONNS:-16}"
 	WARMUP="${WARMUP:-0}" COLD_RUNS="${COLD_RUNS:-5}" COLD_SETS="${COLD_SETS:-1}"
 	OUT="${OUT:-$ROOT/build/bench/smoke}" WITH_GO="${WITH_GO:-0}"
+	WITH_PG="${WITH_PG:-0}" PROFILE="${PROFILE-}" COLD_FNS="${COLD_FNS:-audit}"
+	DURABLE_TARGETS="${DURABLE_TARGETS:-transaction}" # through both stateful functions
 else
 	REPEAT="${REPEAT:-3}" DURATION="${DURATION:-10}" CONNS="${CONNS:-1 16 64}"
 	WARMUP="${WARMUP:-2}" COLD_RUNS="${COLD_RUNS:-10}" COLD_SETS="${COLD_SETS:-3}"
 	OUT="${OUT:-$ROOT/build/bench}" WITH_GO="${WITH_GO:-auto}"
+	WITH_PG="${WITH_PG:-auto}" PROFILE="${PROFILE-ours ours-sqlite ours-pg}"
+	COLD_FNS="${COLD_FNS:-audit balance tx}"
 fi
+WITH_SQLITE="${WITH_SQLITE:-1}"
+# The durable chains run only where their targets are measured: the
+# stateful routes, at the largest connection count (see bench/README.md).
+DURABLE_TARGETS="${DURABLE_TARGETS:-update transaction}"
+DURABLE_CONNS="${DURABLE_CONNS:-$(tr ' ' '\n' <<<"$CONNS" | sort -n | tail -1)}"
 WRK_TIMEOUT="${WRK_TIMEOUT:-2s}"
+# BIN=DIR: measure those binaries as they are (no `make all`), e.g. a copy
+# taken while the tree is being edited.
+[[ -n "${BIN:-}" ]] && BUILD_OURS="${BUILD_OURS:-0}"
+BUILD_OURS="${BUILD_OURS:-1}"
 BIN="${BIN:-$ROOT/build/bin}"
+PG_SH="$ROOT/tests/pg/pg.sh"
+PG_BIN=/usr/lib/postgresql/15/bin
 PEERS="${PEERS:-$ROOT/../shared/peers}"
 STRICT="${BENCH_STRICT:-0}"
 REPORT="${BENCH_REPORT:-0}"
@@ -50,10 +70,17 @@ declare -A TROLES=([log]="audit" [update]="balance audit" [transaction]="tx bala
 
 entry_role() { [[ "$1" == ceiling ]] && echo ceiling || echo "${TROLE[$2]}"; }
 target_roles() { [[ "$1" == ceiling ]] && echo ceiling || echo "${TROLES[$2]}"; }
-systems_for() { # target: who serves it (the ceiling stands in for /log)
+is_ours() { [[ "$1" == ours || "$1" == ours-* ]]; }
+is_durable() { [[ "$1" == ours-sqlite || "$1" == ours-pg ]]; }
+inlist() { [[ " $2 " == *" $1 "* ]]; } # word list
+systems_for() { # target [conns]: who serves it (the ceiling stands in for /log)
 	local s out=()
 	for s in "${SYSTEMS[@]}"; do
 		[[ "$s" == ceiling && "$1" != log ]] && continue
+		if is_durable "$s"; then
+			inlist "$1" "$DURABLE_TARGETS" || continue
+			[[ -z "${2:-}" ]] || inlist "$2" "$DURABLE_CONNS" || continue
+		fi
 		out+=("$s")
 	done
 	echo "${out[*]}"
@@ -85,17 +112,27 @@ ensure_pkgs() { # debian-package...
 if [[ "$WITH_GO" == auto ]]; then
 	[[ -x "$PEERS/go-chain/build.sh" ]] && WITH_GO=1 || WITH_GO=0
 fi
+if [[ "$WITH_PG" == auto ]]; then
+	# Installs nothing for it: scripts/install-deps.sh brings postgresql-15.
+	[[ -x "$PG_SH" && -x "$PG_BIN/initdb" ]] && command -v psql >/dev/null && WITH_PG=1 || WITH_PG=0
+fi
 pkgs=(wrk curl iproute2 procps gcc pkg-config libmicrohttpd-dev)
 [[ "$SMOKE" == 1 ]] || pkgs+=(gnuplot-nox)
 [[ "$WITH_GO" == 1 ]] && pkgs+=(golang-go)
+[[ "$WITH_SQLITE" == 1 ]] && pkgs+=(libsqlite3-0)
+[[ "$WITH_PG" == 1 ]] && pkgs+=(postgresql-15 postgresql-client-15 libpq5)
 ensure_pkgs "${pkgs[@]}"
 
 # --- build (release flags: the project's default -O2 build) ----------------
 
 mkdir -p "$OUT/bin" "$OUT/logs" "$OUT/raw"
 rm -f "$OUT"/raw/* "$OUT"/logs/*
-say "bench: building (make all, ceiling, coldstart)"
-make --no-print-directory -s -C "$ROOT" all || die "make all failed"
+if [[ "$BUILD_OURS" == 1 ]]; then
+	say "bench: building (make all, ceiling, coldstart, threadstates)"
+	make --no-print-directory -s -C "$ROOT" all || die "make all failed"
+else
+	say "bench: measuring the binaries in $BIN as they are (no make all)"
+fi
 for r in "${ROLES[@]}"; do [[ -x "$BIN/${BINNAME[$r]}" ]] || die "missing $BIN/${BINNAME[$r]}"; done
 # The ceiling gets the same optimisation and hardening flags as the runtime.
 CFLAGS_BENCH=(-std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -D_FORTIFY_SOURCE=2
@@ -104,8 +141,11 @@ CFLAGS_BENCH=(-std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -D_FORTIFY_SOURCE
 cc "${CFLAGS_BENCH[@]}" -o "$OUT/bin/ceiling" bench/ceiling.c -pie -Wl,-z,relro,-z,now \
 	$(pkg-config --cflags --libs libmicrohttpd) || die "building bench/ceiling.c failed"
 cc "${CFLAGS_BENCH[@]}" -o "$OUT/bin/coldstart" bench/coldstart.c || die "building bench/coldstart.c failed"
+cc "${CFLAGS_BENCH[@]}" -o "$OUT/bin/threadstates" bench/threadstates.c || die "building bench/threadstates.c failed"
 
 SYSTEMS=(ours)
+[[ "$WITH_SQLITE" == 1 ]] && SYSTEMS+=(ours-sqlite)
+[[ "$WITH_PG" == 1 ]] && SYSTEMS+=(ours-pg)
 if [[ "$WITH_GO" == 1 ]]; then
 	GO_DIR="$OUT/go-chain"
 	say "bench: building the seed's Go chain ($PEERS/go-chain/build.sh --tuned)"
@@ -132,6 +172,79 @@ cleanup() {
 		kill -KILL "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
 	done
+	stop_stores
+}
+
+# --- stores: a fresh directory for the SQLite files, a private PostgreSQL ----
+
+SQLITE_DIR="$OUT/sqlite" # TMPDIR of ours-sqlite: the default file location
+PG_DIR="" PG_PID="" PG_PORT=""
+PG_DBS=(audit_logger balance_manager transaction_processor)
+declare -A PG_DB=([audit]=audit_logger [balance]=balance_manager [tx]=transaction_processor)
+
+psql_pg() { # db args...: psql on the private server, as its superuser
+	local db="$1"
+	shift
+	psql -X -q -At -v ON_ERROR_STOP=1 -h "$HOST" -p "$PG_PORT" -U postgres -d "$db" "$@"
+}
+
+start_stores() {
+	local url i
+	if [[ "$WITH_SQLITE" == 1 ]]; then
+		rm -rf "$SQLITE_DIR" "$SQLITE_DIR-cold"
+		mkdir -p "$SQLITE_DIR" "$SQLITE_DIR-cold" || die "cannot create $SQLITE_DIR"
+	fi
+	[[ "$WITH_PG" == 1 ]] || return 0
+	# tests/pg/pg.sh: initdb as the postgres user, 127.0.0.1 on a free port,
+	# its own socket directory, the postmaster's PID in $PG_DIR/pid.
+	PG_DIR="$(mktemp -d "$OUT/pg.XXXXXX")" || die "mktemp failed"
+	url="$("$PG_SH" start "$PG_DIR" 2>"$OUT/logs/pg-start.txt")" ||
+		{ cat "$OUT/logs/pg-start.txt" >&2; die "PostgreSQL did not start (tests/pg/pg.sh)"; }
+	PG_PID="$(<"$PG_DIR/pid")"
+	PG_PORT="$(sed -n 's|^postgresql://[^@]*@[^:]*:\([0-9]*\)/.*|\1|p' <<<"$url")"
+	[[ -n "$PG_PORT" ]] || die "cannot read the port of $url"
+	# pg.sh runs its servers with fsync=off and full_page_writes=off, for
+	# tests; this one gets PostgreSQL's defaults back (both are reloadable
+	# settings), and synchronous_commit stays at its default, on.
+	psql_pg postgres -c "ALTER SYSTEM RESET fsync" -c "ALTER SYSTEM RESET full_page_writes" \
+		-c "SELECT pg_reload_conf()" >/dev/null || die "cannot reset fsync on the private PostgreSQL"
+	for ((i = 0; i < 50; i++)); do
+		[[ "$(psql_pg postgres -c "SELECT current_setting('fsync') || current_setting('full_page_writes')")" == onon ]] && break
+		sleep 0.1
+	done
+	PG_SETTINGS="$(psql_pg postgres -F= -c "SELECT name, setting FROM pg_settings WHERE name IN
+		('fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method', 'shared_buffers',
+		 'max_connections', 'commit_delay', 'wal_level', 'server_version') ORDER BY name" | tr '\n' ' ')"
+	[[ "$PG_SETTINGS" == *"fsync=on"* && "$PG_SETTINGS" == *"synchronous_commit=on"* ]] ||
+		die "the private PostgreSQL is not durable: $PG_SETTINGS"
+	for i in "${PG_DBS[@]}" "${PG_DBS[@]/#/cold_}"; do
+		psql_pg postgres -c "CREATE DATABASE $i" || die "CREATE DATABASE $i failed"
+	done
+	say "bench: PostgreSQL pid $PG_PID on $HOST:$PG_PORT ($PG_DIR): $PG_SETTINGS"
+}
+
+stop_stores() {
+	if [[ -n "$PG_DIR" ]]; then
+		cp "$PG_DIR/log" "$OUT/logs/postgres.log" 2>/dev/null
+		# pg_ctl stop -m fast, then SIGKILL to $PG_DIR/pid; removes $PG_DIR.
+		"$PG_SH" stop "$PG_DIR" >/dev/null 2>&1 || say "bench: stopping PostgreSQL ($PG_DIR) failed"
+		PG_DIR=""
+	fi
+	if [[ "$WITH_SQLITE" == 1 && -d "$SQLITE_DIR" ]]; then
+		ls -l "$SQLITE_DIR" "$SQLITE_DIR-cold" >"$OUT/logs/sqlite-files.txt" 2>&1
+		rm -rf "$SQLITE_DIR" "$SQLITE_DIR-cold"
+	fi
+}
+
+# The store of a system's function: the environment it is started with.
+store_env() { # system role [cold] -> REPLY_ENV
+	REPLY_ENV=()
+	case "$1" in
+	ours) REPLY_ENV=(ZC_STORE_URL=memory:) ;;
+	# ZC_STORE_URL unset: the default, a SQLite file named for the function in $TMPDIR.
+	ours-sqlite) REPLY_ENV=("TMPDIR=$SQLITE_DIR${3:+-cold}") ;;
+	ours-pg) REPLY_ENV=("ZC_STORE_URL=postgresql://postgres@$HOST:$PG_PORT/${3:+cold_}${PG_DB[$2]}?connect_timeout=5") ;;
+	esac
 }
 trap cleanup EXIT
 trap 'say "bench: interrupted"; exit 130' INT TERM
@@ -154,7 +267,8 @@ next_port() { # sets REPLY to a port nothing on this machine uses
 CLEAN_ENV=()
 while IFS='=' read -r k _; do
 	[[ "$k" == ZC_* || "$k" == GOMAXPROCS || "$k" == GOGC || "$k" == GODEBUG ||
-		"$k" == LOG_LEVEL || "$k" == K_SERVICE || "$k" == *_URL ]] && CLEAN_ENV+=(-u "$k")
+		"$k" == LOG_LEVEL || "$k" == K_SERVICE || "$k" == *_URL || "$k" == PG* ||
+		"$k" == AUDIT_MODE || "$k" == EVENT_MODE || "$k" == K_SINK ]] && CLEAN_ENV+=(-u "$k")
 done < <(env)
 
 start() { # system role binary env...
@@ -185,12 +299,16 @@ wait_up() { # system role: any HTTP answer on the port
 start_system() { # system
 	local sys="$1" dir
 	case "$sys" in
-	ours)
-		start ours audit "$BIN/audit-logger" ZC_LISTEN_ADDRESS=$HOST && wait_up ours audit &&
-			start ours balance "$BIN/balance-manager" ZC_LISTEN_ADDRESS=$HOST \
-				AUDIT_LOGGER_URL="http://$HOST:${PORT[ours/audit]}" && wait_up ours balance &&
-			start ours tx "$BIN/transaction-processor" ZC_LISTEN_ADDRESS=$HOST \
-				BALANCE_MANAGER_URL="http://$HOST:${PORT[ours/balance]}" && wait_up ours tx
+	ours | ours-*)
+		store_env "$sys" audit
+		start "$sys" audit "$BIN/audit-logger" ZC_LISTEN_ADDRESS=$HOST "${REPLY_ENV[@]}" &&
+			wait_up "$sys" audit || return 1
+		store_env "$sys" balance
+		start "$sys" balance "$BIN/balance-manager" ZC_LISTEN_ADDRESS=$HOST "${REPLY_ENV[@]}" \
+			AUDIT_LOGGER_URL="http://$HOST:${PORT[$sys/audit]}" && wait_up "$sys" balance || return 1
+		store_env "$sys" tx
+		start "$sys" tx "$BIN/transaction-processor" ZC_LISTEN_ADDRESS=$HOST "${REPLY_ENV[@]}" \
+			BALANCE_MANAGER_URL="http://$HOST:${PORT[$sys/balance]}" && wait_up "$sys" tx
 		;;
 	go | go-tuned)
 		dir="$GO_DIR/bin"
@@ -234,6 +352,22 @@ cpu_ticks() { # pid... -> utime+stime of all, in clock ticks
 	done
 	echo "$t"
 }
+pg_pids() { # the private PostgreSQL's postmaster and its children (backends)
+	[[ -n "$PG_PID" ]] || return 0
+	echo "$PG_PID"
+	tr -s ' ' '\n' <"/proc/$PG_PID/task/$PG_PID/children" 2>/dev/null | grep .
+}
+declare -A PG_T0
+pg_ticks_start() { # remembers each PostgreSQL process's CPU ticks
+	local p
+	PG_T0=()
+	for p in $(pg_pids); do PG_T0[$p]="$(cpu_ticks "$p")"; done
+}
+pg_ticks_delta() { # -> ticks since pg_ticks_start (a backend started since: all of it)
+	local p t=0
+	for p in $(pg_pids); do t=$((t + $(cpu_ticks "$p") - ${PG_T0[$p]:-0})); done
+	echo "$t"
+}
 mem_kib() { # field pid -> kB of VmRSS or VmHWM, or "-" when gone
 	awk -v f="$1:" '$1 == f {print $2; found = 1} END {if (!found) print "-"}' "/proc/$2/status" 2>/dev/null || echo -
 }
@@ -248,7 +382,7 @@ alive() { kill -0 "${PID[$1]}" 2>/dev/null; }
 
 declare -A DEAD # system -> "role role" that died
 RUNS="$OUT/runs.tsv"
-printf 'system\ttarget\tconns\trep\treq_s\tp50_ms\tp99_ms\tnon2xx\tsock_err\ttime_wait\tcpu_us_per_req\trss_kib\thwm_kib\trss_audit_kib\trss_balance_kib\trss_tx_kib\thwm_audit_kib\thwm_balance_kib\thwm_tx_kib\tlog_warn_err\tlog_bytes_per_req\tdead\n' >"$RUNS"
+printf 'system\ttarget\tconns\trep\treq_s\tp50_ms\tp99_ms\tnon2xx\tsock_err\ttime_wait\tcpu_us_per_req\trss_kib\thwm_kib\trss_audit_kib\trss_balance_kib\trss_tx_kib\thwm_audit_kib\thwm_balance_kib\thwm_tx_kib\tlog_warn_err\tlog_bytes_per_req\tdead\tdb_cpu_us_per_req\n' >"$RUNS"
 
 check_dead() { # system -> records and prints dead roles; 0 if all alive
 	local sys="$1" r d=""
@@ -264,7 +398,7 @@ check_dead() { # system -> records and prints dead roles; 0 if all alive
 
 run_one() { # system target conns rep [warmup]
 	local sys="$1" t="$2" c="$3" rep="$4" warm="${5:-}" entry url out pids=() ports=() r
-	local cpu0 cpu1 tw res req dur rps p50 p99 st sock cpu rss hwm d="" lb=0 lw=0 half w
+	local cpu0 cpu1 tw res req dur rps p50 p99 st sock cpu rss hwm d="" lb=0 lw=0 half w db=0 dbcpu=-
 	declare -A mid hw
 	entry="$(entry_role "$sys" "$t")"
 	url="http://$HOST:${PORT[$sys/$entry]}${TPATH[$t]}"
@@ -277,6 +411,7 @@ run_one() { # system target conns rep [warmup]
 	fi
 	for r in $(roles_of "$sys"); do : >"${LOG[$sys/$r]}"; done
 	out="$OUT/raw/$sys.$t.c$c.r$rep.txt"
+	[[ "$sys" == ours-pg ]] && pg_ticks_start
 	cpu0="$(cpu_ticks "${pids[@]}")"
 	timeout $((DURATION + 15)) wrk -t1 -c"$c" -d"${DURATION}s" --timeout "$WRK_TIMEOUT" --latency \
 		-s "$OUT/raw/$t.lua" "$url" >"$out" 2>&1 &
@@ -289,6 +424,7 @@ run_one() { # system target conns rep [warmup]
 	wait "$w"
 	WRK_PID=
 	cpu1="$(cpu_ticks "${pids[@]}")"
+	[[ "$sys" == ours-pg ]] && db="$(pg_ticks_delta)"
 	tw="$(timewait "${ports[@]}")"
 	for r in $(roles_of "$sys"); do
 		# VmHWM is only brought up to date on some kernel paths and can read
@@ -297,7 +433,7 @@ run_one() { # system target conns rep [warmup]
 		[[ "${hw[$r]}" != - && "${mid[$r]}" != - ]] && ((mid[$r] > hw[$r])) && hw[$r]=${mid[$r]}
 		alive "$sys/$r" || d+="$r,"
 		lb=$((lb + $(stat -c %s "${LOG[$sys/$r]}")))
-		[[ "$sys" == ours ]] && lw=$((lw + $(grep -c -E '^[^ ]+ (WARN|ERROR)' "${LOG[$sys/$r]}")))
+		is_ours "$sys" && lw=$((lw + $(grep -c -E '^[^ ]+ (WARN|ERROR)' "${LOG[$sys/$r]}")))
 	done
 	res="$(grep -m1 '^WRKRESULT' "$out")"
 	[[ -n "$res" ]] || { say "  $sys $t c=$c rep=$rep: wrk gave no result ($out)"; res="WRKRESULT requests=0 duration_us=1"; }
@@ -311,16 +447,20 @@ run_one() { # system target conns rep [warmup]
 	sock=$(($(num connect_err "$res") + $(num read_err "$res") + $(num write_err "$res") + $(num timeout_err "$res")))
 	# A run that completed no request at all is an error however wrk counts it.
 	((req == 0)) && sock=$((sock + 1))
-	cpu="$(awk -v a="$cpu0" -v b="$cpu1" -v r="$req" -v hz="$CLK_TCK" 'BEGIN {if (r > 0) printf "%.1f", (b - a) / hz * 1e6 / r; else print "-"}')"
+	# The server side of a request: the functions it runs through and, for
+	# ours-pg, the PostgreSQL server's processes (also shown on their own).
+	cpu="$(awk -v a="$cpu0" -v b="$((cpu1 + db))" -v r="$req" -v hz="$CLK_TCK" 'BEGIN {if (r > 0) printf "%.1f", (b - a) / hz * 1e6 / r; else print "-"}')"
+	[[ "$sys" == ours-pg ]] &&
+		dbcpu="$(awk -v t="$db" -v r="$req" -v hz="$CLK_TCK" 'BEGIN {if (r > 0) printf "%.1f", t / hz * 1e6 / r; else print "-"}')"
 	rss="${mid[$entry]}"
 	hwm="${hw[$entry]}"
 	local lbpr
 	lbpr="$(awk -v b="$lb" -v r="$req" 'BEGIN {if (r > 0) printf "%.0f", b / r; else print "-"}')"
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
 		"$sys" "$t" "$c" "$rep" "$rps" "$p50" "$p99" "$st" "$sock" "$tw" "$cpu" "$rss" "$hwm" \
 		"${mid[audit]:--}" "${mid[balance]:--}" "${mid[tx]:--}" "${hw[audit]:--}" "${hw[balance]:--}" "${hw[tx]:--}" \
-		"$([[ "$sys" == ours ]] && echo "$lw" || echo -)" "$lbpr" "${d%,}" >>"$RUNS"
-	printf '  %-8s %-12s c=%-3s rep=%s  %8s req/s  p50 %7s ms  p99 %7s ms  err %s/%s  cpu %6s us/req  rss %s KiB  tw %s%s\n' \
+		"$(is_ours "$sys" && echo "$lw" || echo -)" "$lbpr" "${d%,}" "$dbcpu" >>"$RUNS"
+	printf '  %-11s %-12s c=%-3s rep=%s  %8s req/s  p50 %7s ms  p99 %7s ms  err %s/%s  cpu %6s us/req  rss %s KiB  tw %s%s\n' \
 		"$sys" "${TPATH[$t]}" "$c" "$rep" "$rps" "$p50" "$p99" "$st" "$sock" "$cpu" "$rss" "$tw" \
 		"${d:+  DIED: ${d%,}}"
 	check_dead "$sys" # (each log keeps its last run for inspection)
@@ -350,6 +490,7 @@ RUN_START="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 MACHINE="$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), kernel $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
 say "bench: $RUN_START $MACHINE"
 say "bench: systems [${SYSTEMS[*]}] connections [$CONNS] repeat $REPEAT x ${DURATION}s, warm-up ${WARMUP}s, wrk -t1 --timeout $WRK_TIMEOUT"
+start_stores
 for s in "${SYSTEMS[@]}"; do start_system "$s" || die "could not start $s"; done
 for s in "${SYSTEMS[@]}"; do
 	line="  $s:"
@@ -376,7 +517,7 @@ for t in "${TARGETS[@]}"; do
 	for c in $CONNS; do
 		for ((rep = 1; rep <= REPEAT; rep++)); do
 			# Alternate systems within each repeat so drift and noise hit all alike.
-			for s in $(systems_for "$t"); do
+			for s in $(systems_for "$t" "$c"); do
 				[[ -z "${DEAD[$s]:-}" ]] && run_one "$s" "$t" "$c" "$rep"
 			done
 		done
@@ -384,31 +525,176 @@ for t in "${TARGETS[@]}"; do
 done
 T_LOAD=$((SECONDS - T_START))
 
-# --- cold start: exec to first 2xx, our audit-logger vs the Go one -----------
+# --- profile: where a transaction's time goes, per chain ---------------------
+#
+# One more run of POST /transaction at the largest connection count per
+# chain in PROFILE (not in the medians: the probes cost a little CPU), with
+#  - bench/threadstates: every 20 ms, what each thread of the three
+#    functions (and of PostgreSQL, and wrk) is doing: on a CPU, or asleep in
+#    which system call (a lock, an fsync, a poll for an answer); and the CPU
+#    time of each over the run, against the whole machine's;
+#  - perf record -a -e cpu-clock (no hardware counters in a VM): the CPU by
+#    process and shared object;
+#  - for ours-pg, PostgreSQL's own counters: commits per database and WAL
+#    records, bytes and syncs, per transaction.
+
+CMAX="$(tr ' ' '\n' <<<"$CONNS" | sort -n | tail -1)"
+PROF="$OUT/profile"
+rm -rf "$PROF"
+mkdir -p "$PROF"
+
+pg_stats() { # -> "name value" lines of PostgreSQL's cumulative counters
+	psql_pg postgres -F' ' -c "SELECT 'wal_records', wal_records FROM pg_stat_wal
+		UNION ALL SELECT 'wal_fpi', wal_fpi FROM pg_stat_wal
+		UNION ALL SELECT 'wal_bytes', wal_bytes FROM pg_stat_wal
+		UNION ALL SELECT 'wal_write', wal_write FROM pg_stat_wal
+		UNION ALL SELECT 'wal_sync', wal_sync FROM pg_stat_wal
+		UNION ALL SELECT 'commits_' || datname, xact_commit FROM pg_stat_database WHERE datname IN ('audit_logger', 'balance_manager')
+		UNION ALL SELECT 'rollbacks_' || datname, xact_rollback FROM pg_stat_database WHERE datname IN ('audit_logger', 'balance_manager')"
+}
+
+dsync_us() { # dir -> microseconds per 8 KiB write with O_DSYNC there (200 writes)
+	local f="$1/.bench-dsync" t0 t1
+	# Over a file written and synced before, as a WAL segment is: the sync
+	# then carries data only, no file size or block allocation.
+	dd if=/dev/zero of="$f" bs=8k count=200 conv=fsync status=none 2>/dev/null || { echo -; return; }
+	t0="$(date +%s%N)"
+	dd if=/dev/zero of="$f" bs=8k count=200 conv=notrunc oflag=dsync status=none 2>/dev/null || { rm -f "$f"; echo -; return; }
+	t1="$(date +%s%N)"
+	rm -f "$f"
+	awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", (b - a) / 1000 / 200}'
+}
+
+profile_one() { # system
+	local sys="$1" base="$PROF/$1" w perf_pid="" waited args=() pids r
+	local url="http://$HOST:${PORT[$sys/tx]}/transaction" t_end
+	[[ "$sys" == ours-pg ]] && pg_stats >"$base.pg-before.txt"
+	timeout $((DURATION + 15)) wrk -t1 -c"$CMAX" -d"${DURATION}s" --timeout "$WRK_TIMEOUT" --latency \
+		-s "$OUT/raw/transaction.lua" "$url" >"$base.wrk.txt" 2>&1 &
+	w=$!
+	WRK_PID=$w
+	for r in tx balance audit; do args+=("$r=${PID[$sys/$r]}"); done
+	[[ "$sys" == ours-pg ]] && args+=("postgres=+$PG_PID")
+	args+=("wrk=+$w")
+	# The middle of the run: no connection set-up, no tail.
+	sleep 0.5
+	if [[ "$PERF_OK" == 1 ]]; then
+		timeout $((DURATION + 10)) perf record -q -a -F 499 -e cpu-clock -o "$base.perf.data" \
+			-- sleep $((DURATION > 2 ? DURATION - 1 : DURATION)) >/dev/null 2>&1 &
+		perf_pid=$!
+	fi
+	"$OUT/bin/threadstates" -d $((DURATION > 2 ? DURATION - 1 : DURATION)) "${args[@]}" >"$base.states.tsv" 2>&1
+	[[ -n "$perf_pid" ]] && wait "$perf_pid"
+	wait "$w"
+	WRK_PID=
+	t_end=$SECONDS
+	if [[ "$PERF_OK" == 1 && -s "$base.perf.data" ]]; then
+		# Each sample's process, shared object and symbol, grouped by
+		# function (and PostgreSQL) here: perf report's own --pid filter
+		# does not split by shared object reliably.
+		for r in tx balance audit; do echo "${PID[$sys/$r]} $r"; done >"$base.perf-pids.txt"
+		[[ "$sys" == ours-pg ]] && pg_pids | sed 's/$/ postgres/' >>"$base.perf-pids.txt"
+		perf script -i "$base.perf.data" -F pid,ip,sym,dso 2>/dev/null | awk '
+			NR == FNR { lab[$1] = $2; next }
+			{	all++
+				if (!($1 in lab)) next
+				l = lab[$1]; dso = $NF; gsub(/[()]/, "", dso); sub(/.*\//, "", dso)
+				sym = ""; for (i = 3; i < NF; i++) sym = sym (sym == "" ? "" : " ") $i
+				n[l]++; d[l, dso]++; y[l, dso " " sym]++ }
+			END {
+				printf "== all CPUs: %d samples\n", all
+				split("tx balance audit postgres", L, " ")
+				for (j = 1; j <= 4; j++) { l = L[j]; if (!n[l]) continue
+					printf "== %s (%d samples, %.1f%% of all), by shared object\n", l, n[l], 100 * n[l] / all
+					for (k in d) { split(k, p, SUBSEP); if (p[1] == l) printf "%8.2f%%  %s\n", 100 * d[k] / n[l], p[2] | "sort -rn | head -12" }
+					close("sort -rn | head -12")
+					printf "== %s, by symbol\n", l
+					for (k in y) { split(k, p, SUBSEP); if (p[1] == l) printf "%8.2f%%  %s\n", 100 * y[k] / n[l], p[2] | "sort -rn | head -25" }
+					close("sort -rn | head -25") } }' "$base.perf-pids.txt" - >"$base.perf.txt"
+		rm -f "$base.perf.data"
+	fi
+	if [[ "$sys" == ours-pg ]]; then
+		# Backends send their counters at most once a second, and when idle
+		# after up to 10 s: wait that long for the last ones.
+		waited=$((SECONDS - t_end))
+		((waited < 11)) && sleep $((11 - waited))
+		pg_stats >"$base.pg-after.txt"
+	fi
+	# SQLite's write-ahead logs: how far they grew over the whole run.
+	[[ "$sys" == ours-sqlite ]] && (cd "$SQLITE_DIR" && stat -c '%n %s' -- *) >"$base.sqlite-files.txt" 2>/dev/null
+	say "  profiled $sys: $(grep -E '^Requests/sec' "$base.wrk.txt" | tr -s ' ') ($base.*)"
+}
+
+PERF_OK=0
+if [[ -n "$PROFILE" ]]; then
+	say ""
+	say "== profile: POST /transaction at $CMAX connections, one ${DURATION}s run per chain ($PROFILE)"
+	if command -v perf >/dev/null && perf record -q -a -e cpu-clock -o "$PROF/probe.data" -- true >/dev/null 2>&1; then
+		PERF_OK=1
+	else
+		say "  (perf record -a does not work here: thread states and /proc only)"
+	fi
+	rm -f "$PROF/probe.data"
+	for s in $PROFILE; do
+		inlist "$s" "${SYSTEMS[*]}" && [[ -z "${DEAD[$s]:-}" ]] && profile_one "$s"
+	done
+	DSYNC_US="$(dsync_us "$OUT")"
+	say "  one 8 KiB O_DSYNC write in $OUT: ${DSYNC_US} us"
+fi
+T_PROFILE=$((SECONDS - T_START - T_LOAD))
+STORE_FS="$(findmnt -n -o FSTYPE,SOURCE -T "$OUT" 2>/dev/null | tr -s ' ')"
+
+# --- cold start: exec to first 2xx, each function in each mode vs Go ---------
 
 COLD="$OUT/cold.tsv"
-printf 'system\tset\trun\tms\n' >"$COLD"
-cold_systems=(ours)
+printf 'system\tfn\tset\trun\tms\n' >"$COLD"
+cold_systems=()
+for s in "${SYSTEMS[@]}"; do is_ours "$s" && cold_systems+=("$s"); done
 [[ "$WITH_GO" == 1 ]] && cold_systems+=(go)
+declare -A CPATH=([audit]=/log [balance]=/update [tx]=/transaction)
+declare -A CBODY=([audit]="$AUDIT_BODY" [balance]="$ACCOUNT_BODY" [tx]="$ACCOUNT_BODY")
+COLD_FAIL=""
+# The command and environment of a cold start: the function as its system
+# runs it, its downstream the system's running one, its store a separate one
+# (the SQLite file or database that the first, unrecorded run creates: the
+# recorded runs are restarts on existing state).
+cold_cmd() { # system fn -> CMD and CENV
+	local sys="$1" fn="$2"
+	if is_ours "$sys"; then
+		store_env "$sys" "$fn" cold
+		CMD=("$BIN/${BINNAME[$fn]}") CENV=("ZC_LISTEN_ADDRESS=$HOST" "${REPLY_ENV[@]}")
+	else
+		CMD=("$GO_DIR/bin/${BINNAME[$fn]}") CENV=("LISTEN_HOST=$HOST")
+		[[ "$fn" == balance ]] && CENV+=(GOMAXPROCS=1)
+	fi
+	case "$fn" in
+	balance) CENV+=("AUDIT_LOGGER_URL=http://$HOST:${PORT[$sys/audit]}") ;;
+	tx) CENV+=("BALANCE_MANAGER_URL=http://$HOST:${PORT[$sys/balance]}") ;;
+	esac
+}
 say ""
-say "== cold start: exec to first 2xx of POST /log, polled every 100 us, ${COLD_SETS} x ${COLD_RUNS} runs each"
+say "== cold start: exec to first 2xx (audit-logger POST /log, balance-manager POST /update, transaction-processor POST /transaction), polled every 100 us, ${COLD_SETS} x ${COLD_RUNS} runs each"
 for ((set = 1; set <= COLD_SETS; set++)); do
-	for s in "${cold_systems[@]}"; do
-		next_port
-		if [[ "$s" == ours ]]; then
-			cmd=("$BIN/audit-logger") cenv=("ZC_LISTEN_ADDRESS=$HOST")
-		else
-			cmd=("$GO_DIR/bin/audit-logger") cenv=("LISTEN_HOST=$HOST")
-		fi
-		# One unrecorded run first, so every recorded one finds the binary in the page cache.
-		env "${CLEAN_ENV[@]}" PORT="$REPLY" "${cenv[@]}" "$OUT/bin/coldstart" -p "$REPLY" -P /log \
-			-b "$AUDIT_BODY" -n 1 -o "$OUT/logs/cold.$s.log" -- "${cmd[@]}" >/dev/null || die "cold start of $s failed"
-		env "${CLEAN_ENV[@]}" PORT="$REPLY" "${cenv[@]}" "$OUT/bin/coldstart" -p "$REPLY" -P /log \
-			-b "$AUDIT_BODY" -n "$COLD_RUNS" -o "$OUT/logs/cold.$s.log" -- "${cmd[@]}" >"$OUT/raw/cold.$s.$set.txt" ||
-			die "cold start of $s failed"
-		sed -n 's/^run \([0-9]*\): \([0-9.]*\) ms$/\1 \2/p' "$OUT/raw/cold.$s.$set.txt" |
-			while read -r i ms; do printf '%s\t%s\t%s\t%s\n' "$s" "$set" "$i" "$ms"; done >>"$COLD"
-		say "  $s set $set: $(grep '^COLDSTART' "$OUT/raw/cold.$s.$set.txt")"
+	for fn in $COLD_FNS; do
+		for s in "${cold_systems[@]}"; do
+			[[ -z "${DEAD[$s]:-}" ]] || continue
+			inlist "$s/$fn" "$COLD_FAIL" && continue
+			next_port
+			cold_cmd "$s" "$fn"
+			clog="$OUT/logs/cold.$s.$fn.log"
+			# One unrecorded run first, so every recorded one finds the binary in the page cache.
+			if ! env "${CLEAN_ENV[@]}" PORT="$REPLY" "${CENV[@]}" "$OUT/bin/coldstart" -p "$REPLY" -P "${CPATH[$fn]}" \
+				-b "${CBODY[$fn]}" -n 1 -o "$clog" -- "${CMD[@]}" >/dev/null ||
+				! env "${CLEAN_ENV[@]}" PORT="$REPLY" "${CENV[@]}" "$OUT/bin/coldstart" -p "$REPLY" -P "${CPATH[$fn]}" \
+					-b "${CBODY[$fn]}" -n "$COLD_RUNS" -o "$clog" -- "${CMD[@]}" >"$OUT/raw/cold.$s.$fn.$set.txt"; then
+				say "  !!! cold start of $s ${BINNAME[$fn]} failed (log: $clog)"
+				COLD_FAIL+="$s/$fn "
+				continue
+			fi
+			sed -n 's/^run \([0-9]*\): \([0-9.]*\) ms$/\1 \2/p' "$OUT/raw/cold.$s.$fn.$set.txt" |
+				while read -r i ms; do printf '%s\t%s\t%s\t%s\t%s\n' "$s" "$fn" "$set" "$i" "$ms"; done >>"$COLD"
+			say "  $s ${BINNAME[$fn]} set $set: $(grep '^COLDSTART' "$OUT/raw/cold.$s.$fn.$set.txt")"
+		done
 	done
 done
 
@@ -425,7 +711,8 @@ for key in "${!PID[@]}"; do
 	EXIT_STATUS[$key]=$?
 done
 BAD_EXIT=""
-for s in ours ceiling; do
+for s in "${SYSTEMS[@]}"; do
+	is_ours "$s" || [[ "$s" == ceiling ]] || continue
 	line="  $s exit statuses after SIGTERM:"
 	for r in $(roles_of "$s"); do
 		line+=" $r=${EXIT_STATUS[$s/$r]}"
@@ -434,6 +721,7 @@ for s in ours ceiling; do
 	say "$line"
 done
 ALL_PIDS=()
+stop_stores # PostgreSQL (by its PID file) and the SQLite files
 
 LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
 T_ALL=$((SECONDS - T_START))
@@ -444,8 +732,12 @@ RUN_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 		"$RUN_DATE" "$RUN_START" "$DURATION" "$REPEAT" "$CONNS" "$WARMUP"
 	printf 'COLD_SETS=%q\nCOLD_RUNS=%q\nWITH_GO=%q\nSYSTEMS_LIST=%q\nSMOKE=%q\n' \
 		"$COLD_SETS" "$COLD_RUNS" "$WITH_GO" "${SYSTEMS[*]}" "$SMOKE"
-	printf 'IDLE_START=%q\nLOAD_START=%q\nLOAD_END=%q\nT_LOAD=%q\nT_ALL=%q\nMACHINE=%q\n' \
-		"$idle" "$LOAD_START" "$LOAD_END" "$T_LOAD" "$T_ALL" "$MACHINE"
+	printf 'COLD_SYSTEMS_LIST=%q\nCOLD_FNS=%q\nCOLD_FAIL=%q\nDURABLE_TARGETS=%q\nDURABLE_CONNS=%q\n' \
+		"${cold_systems[*]}" "$COLD_FNS" "$COLD_FAIL" "$DURABLE_TARGETS" "$DURABLE_CONNS"
+	printf 'PG_SETTINGS=%q\nSTORE_FS=%q\nDSYNC_US=%q\nPROFILE=%q\nPERF_OK=%q\n' \
+		"${PG_SETTINGS:-}" "$STORE_FS" "${DSYNC_US:-}" "$PROFILE" "$PERF_OK"
+	printf 'IDLE_START=%q\nLOAD_START=%q\nLOAD_END=%q\nT_LOAD=%q\nT_PROFILE=%q\nT_ALL=%q\nMACHINE=%q\n' \
+		"$idle" "$LOAD_START" "$LOAD_END" "$T_LOAD" "$T_PROFILE" "$T_ALL" "$MACHINE"
 	printf 'BAD_EXIT=%q\n' "$BAD_EXIT"
 } >"$OUT/meta.env"
 
@@ -455,9 +747,9 @@ else # BENCH_REPORT=1
 	# shellcheck disable=SC1091
 	. "$OUT/meta.env"
 	read -r -a SYSTEMS <<<"$SYSTEMS_LIST"
-	RUNS="$OUT/runs.tsv" COLD="$OUT/cold.tsv"
-	cold_systems=(ours)
-	[[ "$WITH_GO" == 1 ]] && cold_systems+=(go)
+	RUNS="$OUT/runs.tsv" COLD="$OUT/cold.tsv" PROF="$OUT/profile"
+	read -r -a cold_systems <<<"$COLD_SYSTEMS_LIST"
+	CMAX="$(tr ' ' '\n' <<<"$CONNS" | sort -n | tail -1)"
 	declare -A DEAD
 	say "bench: re-rendering the run of $RUN_DATE from $OUT"
 fi
@@ -481,11 +773,13 @@ NR == 1 { next }
 	reps[k]++; add(k, "rps", $5); add(k, "p50", $6); add(k, "p99", $7); add(k, "tw", $10)
 	add(k, "cpu", $11); add(k, "rss", $12); add(k, "ra", $14); add(k, "rb", $15); add(k, "rt", $16)
 	mx(k, "hwm", $13); mx(k, "ha", $17); mx(k, "hb", $18); mx(k, "ht", $19)
-	st[k] += $8; so[k] += $9; if ($20 != "-") lw[k] += $20; if ($22 != "") dead[k] = dead[k] $22 " " }
+	st[k] += $8; so[k] += $9; if ($20 != "-") lw[k] += $20; if ($22 != "") dead[k] = dead[k] $22 " "
+	add(k, "db", $23) }
 END {
 	print "system", "target", "conns", "reps", "req_s", "req_s_min", "req_s_max", "p50_ms", "p99_ms", "p99_min", "p99_max",
 		"non2xx", "sock_err", "time_wait", "cpu_us_per_req", "rss_mib", "hwm_mib",
-		"rss_audit_mib", "rss_balance_mib", "rss_tx_mib", "hwm_audit_mib", "hwm_balance_mib", "hwm_tx_mib", "log_warn_err", "dead"
+		"rss_audit_mib", "rss_balance_mib", "rss_tx_mib", "hwm_audit_mib", "hwm_balance_mib", "hwm_tx_mib", "log_warn_err", "dead",
+		"db_cpu_us_per_req"
 	for (i = 1; i <= n; i++) { k = order[i]
 		printf "%s\t%d\t%.0f\t%.0f\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%d\t%d\t%.0f\t%s", k, reps[k], med(L[k, "rps"]),
 			lo(L[k, "rps"]), hi(L[k, "rps"]), med(L[k, "p50"]), med(L[k, "p99"]), lo(L[k, "p99"]), hi(L[k, "p99"]),
@@ -494,7 +788,8 @@ END {
 		for (j = 1; j <= 8; j++) { split(f[j], g, ":")
 			if (g[2] == "L") printf "\t%s", (L[k, g[1]] == "" ? "-" : sprintf("%.1f", med(L[k, g[1]]) / 1024))
 			else printf "\t%s", (M[k, g[1]] == "" ? "-" : sprintf("%.1f", M[k, g[1]] / 1024)) }
-		printf "\t%s\t%s\n", (k ~ /^ours/ ? lw[k] + 0 : "-"), (dead[k] == "" ? "-" : dead[k]) }
+		printf "\t%s\t%s\t%s\n", (k ~ /^ours/ ? lw[k] + 0 : "-"), (dead[k] == "" ? "-" : dead[k]),
+			(L[k, "db"] == "" ? "-" : sprintf("%.1f", med(L[k, "db"]))) }
 }' "$RUNS" >"$RES"
 
 # col NAME: the field number of NAME in results.tsv
@@ -502,20 +797,31 @@ col() { head -1 "$RES" | tr '\t' '\n' | grep -nx "$1" | cut -d: -f1; }
 get() { # system target conns column -> value ("" if absent)
 	awk -F'\t' -v s="$1" -v t="$2" -v c="$3" -v f="$(col "$4")" '$1 == s && $2 == t && $3 == c {print $f}' "$RES"
 }
-cold_med() { # system -> median ms over all recorded runs
-	awk -F'\t' -v s="$1" 'NR > 1 && $1 == s {print $4}' "$COLD" | sort -g |
+cold_med() { # system fn -> median ms over all recorded runs
+	awk -F'\t' -v s="$1" -v f="$2" 'NR > 1 && $1 == s && $2 == f {print $5}' "$COLD" | sort -g |
 		awk '{a[NR] = $1} END {if (NR == 0) print ""; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'
 }
-cold_range() { awk -F'\t' -v s="$1" 'NR > 1 && $1 == s {print $4}' "$COLD" | sort -g | awk 'NR == 1 {a = $1} {b = $1} END {if (NR) printf "%s..%s", a, b}'; }
+cold_range() { awk -F'\t' -v s="$1" -v f="$2" 'NR > 1 && $1 == s && $2 == f {print $5}' "$COLD" | sort -g | awk 'NR == 1 {a = $1} {b = $1} END {if (NR) printf "%s..%s", a, b}'; }
+
+div() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == "" || a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b}'; }
 
 MD="$OUT/results.md"
 {
 	say "Run $RUN_START to $RUN_DATE on $MACHINE; CPUs ${IDLE_START:-$idle}% idle before it, load average $LOAD_START at start and $LOAD_END at end."
 	say "wrk -t1 --timeout 2s, connections [$CONNS], $REPEAT x ${DURATION}s per (system, target, connections), systems alternating; ${WARMUP}s warm-up per system and target."
+	durable=""
+	for s in "${SYSTEMS[@]}"; do is_durable "$s" && durable+="${durable:+, }$s"; done
+	if [[ -n "$durable" ]]; then
+		line="The durable chains ($durable) on [${DURABLE_TARGETS}] at [${DURABLE_CONNS}] connections only. Stores: ours memory:"
+		inlist ours-sqlite "${SYSTEMS[*]}" && line+="; ours-sqlite the default (ZC_STORE_URL unset: a SQLite file per function in a fresh \$TMPDIR, on ${STORE_FS:-?})"
+		inlist ours-pg "${SYSTEMS[*]}" && line+="; ours-pg a private PostgreSQL 15, one database per function (${PG_SETTINGS% })"
+		say "$line."
+	fi
 	say ""
 	say "| system | target | conns | req/s (median) | req/s min..max | p50 ms | p99 ms (min..max) | non-2xx / socket errors | server CPU µs/req | RSS MiB (entry fn, under load) | HWM MiB | TIME_WAIT after |"
 	say "|---|---|---|---:|---|---:|---|---|---:|---:|---:|---:|"
-	tail -n +2 "$RES" | while IFS=$'\t' read -r s t c _ rps rmin rmax p50 p99 p99l p99h st so tw cpu rss hwm _; do
+	tail -n +2 "$RES" | while IFS=$'\t' read -r s t c _ rps rmin rmax p50 p99 p99l p99h st so tw cpu rss hwm _ _ _ _ _ _ _ _ db; do
+		[[ "${db:--}" != - ]] && cpu+=" (db $db)"
 		say "| $s | POST ${TPATH[$t]} | $c | $rps | $rmin..$rmax | $p50 | $p99 ($p99l..$p99h) | $st / $so | $cpu | $rss | $hwm | $tw |"
 	done
 } >"$MD"
@@ -536,16 +842,25 @@ CMAX="$(tr ' ' '\n' <<<"$CONNS" | sort -n | tail -1)"
 		say "| ceiling (POST /log load) | $(get ceiling log "$CMAX" rss_mib) / $(get ceiling log "$CMAX" hwm_mib) | | |"
 	fi
 	say ""
-	say "Cold start of audit-logger (posix_spawn to first 2xx of POST /log, polled every 100 µs; $COLD_SETS sets of $COLD_RUNS runs, alternating):"
+	say "Cold start and memory of each function in each mode, against Go. Cold start: posix_spawn to the first 2xx (audit-logger POST /log, balance-manager POST /update, transaction-processor POST /transaction, its downstream the same system's running function), polled every 100 µs, $COLD_SETS sets of $COLD_RUNS runs, alternating, median (min..max); the stores exist already (a restart). Go's cold start is the seed's binaries. Memory: VmRSS half way through the POST /transaction runs at $CMAX connections (median) and the peak (VmHWM) over the whole benchmark:"
 	say ""
-	say "| system | median ms | min..max ms |"
-	say "|---|---:|---|"
-	for s in "${cold_systems[@]}"; do say "| $s | $(cold_med "$s") | $(cold_range "$s") |"; done
+	say "| function | system | cold start ms | cold / go | RSS MiB | HWM MiB | RSS / go | RSS / go-tuned |"
+	say "|---|---|---:|---:|---:|---:|---:|---:|"
+	for fn in audit balance tx; do
+		for s in "${SYSTEMS[@]}"; do
+			[[ "$s" == ceiling ]] && continue
+			cm="$(cold_med "$s" "$fn")"
+			rs="$(get "$s" transaction "$CMAX" "rss_${fn}_mib")"
+			say "| ${BINNAME[$fn]} | $s | ${cm:--}${cm:+ ($(cold_range "$s" "$fn"))} | $(div "$cm" "$(cold_med go "$fn")") | ${rs:--} | $(get "$s" transaction "$CMAX" "hwm_${fn}_mib") | $(div "$rs" "$(get go transaction "$CMAX" "rss_${fn}_mib")") | $(div "$rs" "$(get go-tuned transaction "$CMAX" "rss_${fn}_mib")") |"
+		done
+	done
+	[[ -n "${COLD_FAIL:-}" ]] && say "" && say "Cold start failed: $COLD_FAIL"
 } >>"$MD"
 
 # The issue's targets, as ratios from this run.
 RATIOS="$OUT/ratios.tsv"
-printf 'ratio\tvalue\ttarget\tverdict\n' >"$RATIOS"
+printf 'issue\tratio\tvalue\ttarget\tverdict\n' >"$RATIOS"
+ISSUE=7
 ratio() { # label value target-op target-value
 	local label="$1" v="$2" op="$3" want="$4" verdict
 	if [[ -z "$v" || "$v" == - ]]; then
@@ -558,9 +873,8 @@ ratio() { # label value target-op target-value
 		verdict="NOT MET"
 	fi
 	# No empty fields: `read` with IFS=tab would merge them.
-	printf '%s\t%s\t%s\t%s\n' "$label" "${v:--}" "$([[ -n "$op" ]] && echo "$op $want" || echo -)" "$verdict" >>"$RATIOS"
+	printf '%s\t%s\t%s\t%s\t%s\n' "$ISSUE" "$label" "${v:--}" "$([[ -n "$op" ]] && echo "$op $want" || echo -)" "$verdict" >>"$RATIOS"
 }
-div() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == "" || a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b}'; }
 maxdiv() { # a1 b1 a2 b2 ...: largest a/b
 	local m="-" r
 	while (($# >= 2)); do
@@ -601,16 +915,145 @@ if [[ "$WITH_GO" == 1 ]]; then
 		"$(o transaction hwm_audit_mib)" "$(get go transaction "$CMAX" hwm_audit_mib)" \
 		"$(o transaction hwm_balance_mib)" "$(get go transaction "$CMAX" hwm_balance_mib)" \
 		"$(o transaction hwm_tx_mib)" "$(get go transaction "$CMAX" hwm_tx_mib)")" "" ""
-	ratio "cold start ours/go (audit-logger, median)" "$(div "$(cold_med ours)" "$(cold_med go)")" "<" 1
+	ratio "cold start ours/go (audit-logger, median)" "$(div "$(cold_med ours audit)" "$(cold_med go audit)")" "<" 1
+fi
+
+# Issue 13: the durable chain.  ours-sqlite is the default store.
+ISSUE=13
+errs() { awk -v a="$(get "$1" "$2" "$CMAX" non2xx)" -v b="$(get "$1" "$2" "$CMAX" sock_err)" 'BEGIN {print (a == "" ? "-" : a + b)}'; }
+worst_rss() { # system against -> the largest RSS ratio over the three functions
+	maxdiv "$(get "$1" transaction "$CMAX" rss_audit_mib)" "$(get "$2" transaction "$CMAX" rss_audit_mib)" \
+		"$(get "$1" transaction "$CMAX" rss_balance_mib)" "$(get "$2" transaction "$CMAX" rss_balance_mib)" \
+		"$(get "$1" transaction "$CMAX" rss_tx_mib)" "$(get "$2" transaction "$CMAX" rss_tx_mib)"
+}
+if inlist ours-sqlite "${SYSTEMS[*]}"; then
+	if [[ "$WITH_GO" == 1 ]]; then
+		ratio "POST /transaction c=$CMAX req/s ours-sqlite/go-tuned" "$(div "$(get ours-sqlite transaction "$CMAX" req_s)" "$(get go-tuned transaction "$CMAX" req_s)")" ">=" 1.5
+		ratio "POST /transaction c=$CMAX p99 ours-sqlite/go-tuned" "$(div "$(get ours-sqlite transaction "$CMAX" p99_ms)" "$(get go-tuned transaction "$CMAX" p99_ms)")" "<=" 1
+		ratio "POST /update c=$CMAX req/s ours-sqlite/go-tuned" "$(div "$(get ours-sqlite update "$CMAX" req_s)" "$(get go-tuned update "$CMAX" req_s)")" "" ""
+	fi
+	ratio "POST /transaction c=$CMAX req/s ours-sqlite/ours (memory)" "$(div "$(get ours-sqlite transaction "$CMAX" req_s)" "$(o transaction req_s)")" "" ""
+	ratio "POST /transaction c=$CMAX errors (ours-sqlite, all repeats)" "$(errs ours-sqlite transaction)" "==" 0
+fi
+if inlist ours-pg "${SYSTEMS[*]}"; then
+	ratio "POST /transaction c=$CMAX req/s ours-pg/ours (memory)" "$(div "$(get ours-pg transaction "$CMAX" req_s)" "$(o transaction req_s)")" "" ""
+	ratio "POST /transaction c=$CMAX p99 ours-pg/ours (memory)" "$(div "$(get ours-pg transaction "$CMAX" p99_ms)" "$(o transaction p99_ms)")" "" ""
+	ratio "POST /update c=$CMAX req/s ours-pg/ours (memory)" "$(div "$(get ours-pg update "$CMAX" req_s)" "$(o update req_s)")" "" ""
+	[[ "$WITH_GO" == 1 ]] &&
+		ratio "POST /transaction c=$CMAX req/s ours-pg/go-tuned" "$(div "$(get ours-pg transaction "$CMAX" req_s)" "$(get go-tuned transaction "$CMAX" req_s)")" "" ""
+	ratio "POST /transaction c=$CMAX errors (ours-pg, all repeats)" "$(errs ours-pg transaction)" "==" 0
+fi
+if [[ "$WITH_GO" == 1 ]]; then
+	for s in "${SYSTEMS[@]}"; do
+		is_ours "$s" || continue
+		ratio "RSS under /transaction c=$CMAX, worst function $s/go-seed" "$(worst_rss "$s" go)" "" ""
+	done
+	for s in "${SYSTEMS[@]}"; do
+		is_ours "$s" || continue
+		for fn in $COLD_FNS; do
+			ratio "cold start ${BINNAME[$fn]} $s/go (median)" "$(div "$(cold_med "$s" "$fn")" "$(cold_med go "$fn")")" "" ""
+		done
+	done
 fi
 {
-	say ""
-	say "Targets of issue 7 (ratios from this run; $CMAX connections):"
-	say ""
-	say "| ratio | value | target | verdict |"
-	say "|---|---:|---|---|"
-	tail -n +2 "$RATIOS" | while IFS=$'\t' read -r l v w verdict; do say "| $l | $v | $w | $verdict |"; done
+	for issue in 7 13; do
+		grep -q "^$issue"$'\t' "$RATIOS" || continue
+		say ""
+		if [[ "$issue" == 7 ]]; then
+			say "Targets of issue 7 (ratios from this run; $CMAX connections; ours = the memory: store):"
+		else
+			say "Targets of issue 13, the durable chain (ratios from this run; $CMAX connections; ours-sqlite = the default store):"
+		fi
+		say ""
+		say "| ratio | value | target | verdict |"
+		say "|---|---:|---|---|"
+		awk -F'\t' -v i="$issue" 'NR > 1 && $1 == i' "$RATIOS" |
+			while IFS=$'\t' read -r _ l v w verdict; do say "| $l | $v | $w | $verdict |"; done
+	done
 } >>"$MD"
+
+# --- profile report ------------------------------------------------------------
+
+# Threads that wait for work whatever the load: not worth a row.
+idle_thread() { # name what
+	case "$2" in accept4 | rt_sigtimedwait) return 0 ;; esac
+	[[ "$1" == zc-watchdog && "$2" == clock_nanosleep ]] && return 0
+	case "$1" in
+	checkpointer | "background writer" | walwriter | "autovacuum launcher" | "logical replication launcher" | postgres)
+		[[ "$2" == epoll_wait || "$2" == pselect6 ]] && return 0 ;;
+	esac
+	return 1
+}
+perf_top() { # perf.txt section-prefix -> "dso 12%, dso 5%, ..." (top 6)
+	awk -v sec="$2" '
+		/^== / { on = index($0, "== " sec " (") == 1 && index($0, "by shared object"); next }
+		on && $1 ~ /%$/ { n++; if (n <= 6) { d = $2; sub(/^\[kernel\.kallsyms\]$/, "kernel", d); sub(/\.so.*/, "", d)
+			out = out (out == "" ? "" : ", ") d " " int($1 + 0.5) "%" } }
+		END { print out }' "$1"
+}
+render_profile() {
+	local s f rps secs req label v rest wrk_req p99
+	ls "$PROF"/*.states.tsv >/dev/null 2>&1 || return 0
+	say ""
+	say "Profile of POST /transaction at $CMAX connections: one more ${DURATION}s run per chain, with bench/threadstates sampling every thread every 20 ms$([[ "${PERF_OK:-0}" == 1 ]] && echo " and perf record -a -e cpu-clock") (not in the medians above: the probes slow it a little)."
+	say ""
+	say "CPU per transaction, µs (utime + stime from /proc over the run; 'rest' = the machine's busy CPU not in these processes: other tenants, the probes):"
+	say ""
+	say "| chain | req/s (p99 ms) | transaction-processor | balance-manager | audit-logger | PostgreSQL | wrk | rest | machine busy |"
+	say "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+	for s in ours ours-sqlite ours-pg; do
+		f="$PROF/$s.states.tsv"
+		[[ -s "$f" ]] || continue
+		rps="$(sed -n 's/^Requests\/sec: *//p' "$PROF/$s.wrk.txt")"
+		secs="$(awk -F'\t' '$1 == "samples" {print $4}' "$f")"
+		req="$(awk -v r="${rps:-0}" -v s="${secs:-0}" 'BEGIN {print r * s}')"
+		cpu_us() { awk -F'\t' -v l="$1" -v r="$req" '$1 == "cpu" && $2 == l {if (r > 0) printf "%.0f", $3 * 1e6 / r; f = 1} END {if (!f) print "-"}' "$f"; }
+		rest="$(awk -F'\t' -v r="$req" '$1 == "cpu" {if ($2 == "machine-busy") b = $3; else t += $3} END {if (r > 0) printf "%.0f", (b - t) * 1e6 / r; else print "-"}' "$f")"
+		p99="$(awk '/^ +99%/ {print $2}' "$PROF/$s.wrk.txt")"
+		say "| $s | ${rps%.*} (${p99:-?}) | $(cpu_us tx) | $(cpu_us balance) | $(cpu_us audit) | $(cpu_us postgres) | $(cpu_us wrk) | $rest | $(awk -F'\t' -v s="$secs" '$1 == "cpu" && $2 == "machine-busy" {printf "%.0f %% of %d CPUs", 100 * $3 / s / n, n}' n="$(nproc)" "$f") |"
+	done
+	say ""
+	say "Where the threads are (mean number of threads in each state over the run; cpu = running or runnable, otherwise the system call it sleeps in; threads that only wait for work left out). MHD-single is a server thread of ours (an event loop running handlers), zc-async a fire-and-forget delivery thread; poll in a server thread is a wait for the answer of a downstream function (libcurl) or of PostgreSQL (libpq), futex a lock, clock_nanosleep SQLite's busy wait, epoll_wait an idle loop. For PostgreSQL, the backend's database and its process title: the statement it runs, 'idle in transaction' between statements, 'waiting' for a lock:"
+	say ""
+	say "| chain | process | thread | state | threads |"
+	say "|---|---|---|---|---:|"
+	for s in ours ours-sqlite ours-pg; do
+		f="$PROF/$s.states.tsv"
+		[[ -s "$f" ]] || continue
+		awk -F'\t' '$1 == "state" && $2 != "wrk" && $5 >= 0.05 {print $2 "\t" $3 "\t" $4 "\t" $5}' "$f" |
+			while IFS=$'\t' read -r label name what v; do
+				idle_thread "$name" "$what" && continue
+				say "| $s | $label | $name | $what | $v |"
+			done
+	done
+	if [[ -n "$(ls "$PROF"/*.perf.txt 2>/dev/null)" ]]; then
+		say ""
+		say "perf (cpu-clock, all CPUs, 499 Hz): each process's CPU by shared object (share of its own samples):"
+		say ""
+		say "| chain | process | top shared objects |"
+		say "|---|---|---|"
+		for s in ours ours-sqlite ours-pg; do
+			f="$PROF/$s.perf.txt"
+			[[ -s "$f" ]] || continue
+			for label in tx balance audit postgres; do
+				v="$(perf_top "$f" "$label")"
+				[[ -n "$v" ]] && say "| $s | $label | $v |"
+			done
+		done
+	fi
+	if [[ -s "$PROF/ours-pg.pg-after.txt" && -s "$PROF/ours-pg.pg-before.txt" ]]; then
+		wrk_req="$(sed -n 's/.*WRKRESULT requests=\([0-9]*\).*/\1/p' "$PROF/ours-pg.wrk.txt")"
+		say ""
+		say "PostgreSQL's counters over the ours-pg run, per HTTP transaction (${wrk_req:-?} of them; pg_stat_database, pg_stat_wal): $(
+			awk -v r="${wrk_req:-0}" 'NR == FNR {a[$1] = $2; next} {d = $2 - a[$1]; if (r > 0) printf "%s%s %.2f", (n++ ? ", " : ""), $1, d / r}' \
+				"$PROF/ours-pg.pg-before.txt" "$PROF/ours-pg.pg-after.txt")."
+	fi
+	[[ -s "$PROF/ours-sqlite.sqlite-files.txt" ]] && say "" &&
+		say "ours-sqlite's files after the profile run (bytes; the -wal files are the write-ahead logs, which checkpoints copy into the database and restart): $(awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2}' "$PROF/ours-sqlite.sqlite-files.txt")."
+	[[ -n "${DSYNC_US:-}" ]] && say "" && say "The disk under the stores (${STORE_FS:-?}): one 8 KiB write with O_DSYNC over an allocated file (about what a commit's WAL flush costs) takes ${DSYNC_US} µs (200 in a row)."
+	return 0
+}
+render_profile >>"$MD"
 
 # --- plot --------------------------------------------------------------------
 
@@ -625,7 +1068,7 @@ if command -v gnuplot >/dev/null; then
 		# libgd's png: a palette image a quarter the size of pngcairo's.
 		echo "set terminal png size 1200,720 font 'DejaVuSans,9'"
 		echo "set output '$PNG'"
-		echo "set multiplot layout 2,3 title 'Zenith C vs the seed Go chain: wrk -t1, median of $REPEAT x ${DURATION}s, $(nproc) CPUs, ${RUN_DATE%%T*}'"
+		echo "set multiplot layout 2,3 title 'Zenith C (ours: memory:, ours-sqlite, ours-pg) vs the seed Go chain: wrk -t1, median of $REPEAT x ${DURATION}s, $(nproc) CPUs, ${RUN_DATE%%T*}'"
 		tics="$(for c in $CONNS; do printf '"%s" %s, ' "$c" "$c"; done)"
 		echo "set logscale x 2; set xrange [0.8:$((CMAX * 5 / 4))]; set xtics (${tics%, }); set grid; set key top left"
 		echo "set offsets 0, 0, graph 0.3, 0 # headroom for the key"
@@ -642,7 +1085,12 @@ if command -v gnuplot >/dev/null; then
 				plot="plot"
 				for s in $(systems_for "$t"); do
 					[[ -s "$OUT/plot/$s.$t.dat" ]] || continue
-					plot+=" '$OUT/plot/$s.$t.dat' using 1:$ycol with linespoints lw 2 title '$s',"
+					# One colour per system in every panel.
+					case "$s" in
+					ours) lc='#7b2fbf' ;; ours-sqlite) lc='#1a9850' ;; ours-pg) lc='#2166ac' ;;
+					go) lc='#e08214' ;; go-tuned) lc='#d4b000' ;; *) lc='#8c510a' ;;
+					esac
+					plot+=" '$OUT/plot/$s.$t.dat' using 1:$ycol with linespoints lw 2 pt 7 lc rgb '$lc' title '$s',"
 				done
 				[[ "$plot" == plot ]] && plot="plot 0 notitle,"
 				echo "${plot%,}"
@@ -659,21 +1107,26 @@ say ""
 cat "$MD"
 say ""
 say "results: $RES (medians), $RUNS (every run), $COLD, $RATIOS, $MD${PNG:+, $PNG}"
-say "bench: load ${T_LOAD}s, total ${T_ALL}s; load average at start $LOAD_START, at end $LOAD_END"
+say "bench: load ${T_LOAD}s, profile ${T_PROFILE:-0}s, total ${T_ALL}s; load average at start $LOAD_START, at end $LOAD_END"
 
 rc=0
 # 128 + 11 is SIGSEGV: a crash while draining, not a clean stop.
 [[ -n "${BAD_EXIT:-}" ]] && { say "bench: FAIL: not a clean exit (0) after SIGTERM: $BAD_EXIT"; rc=1; }
 for s in "${!DEAD[@]}"; do
-	[[ "$s" == ours || "$s" == ceiling || "$SMOKE" == 1 ]] && { say "bench: FAIL: $s died (${DEAD[$s]})"; rc=1; }
+	is_ours "$s" || [[ "$s" == ceiling || "$SMOKE" == 1 ]] && { say "bench: FAIL: $s died (${DEAD[$s]})"; rc=1; }
+done
+for s in ${COLD_FAIL:-}; do
+	is_ours "${s%%/*}" && { say "bench: FAIL: cold start of $s failed"; rc=1; }
 done
 if [[ "$SMOKE" == 1 ]]; then
 	errs="$(awk -F'\t' 'NR > 1 {e += $8 + $9} END {print e + 0}' "$RUNS")"
 	((errs == 0)) || { say "bench: FAIL: $errs request(s) erred (non-2xx or socket errors)"; rc=1; }
 	runs="$(awk 'END {print NR - 1}' "$RUNS")"
 	want=0
-	for t in "${TARGETS[@]}"; do want=$((want + $(wc -w <<<"$(systems_for "$t")"))); done
-	want=$((want * REPEAT * $(wc -w <<<"$CONNS")))
+	for t in "${TARGETS[@]}"; do
+		for c in $CONNS; do want=$((want + $(wc -w <<<"$(systems_for "$t" "$c")"))); done
+	done
+	want=$((want * REPEAT))
 	((runs == want)) || { say "bench: FAIL: $runs of $want runs completed"; rc=1; }
 	((rc == 0)) && say "bench-smoke: ok ($runs runs, no errors, every server alive)"
 elif [[ "$STRICT" == 1 ]] && grep -q 'NOT MET' "$RATIOS"; then
