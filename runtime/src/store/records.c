@@ -17,27 +17,6 @@
 /* Expired records are deleted at most this often, per process. */
 #define SWEEP_EVERY_MS 60000LL
 
-/* ---------------------------------------------------------------------
- * The store in use, this replica
- * ------------------------------------------------------------------- */
-int
-zc__store_kind(void)
-{
-	char where[16], warn[2];
-
-	/* the configuration's display form names its kind (url.c) */
-	if (!zc__store_configured())
-		return ZC_STORE_NONE;
-	zc__store_describe(where, sizeof(where), warn, sizeof(warn));
-	if (strcmp(where, "memory:") == 0)
-		return ZC_STORE_MEMORY;
-	if (strncmp(where, "sqlite:", 7) == 0)
-		return ZC_STORE_SQLITE;
-	if (strncmp(where, "postgres", 8) == 0)
-		return ZC_STORE_POSTGRES;
-	return ZC_STORE_NONE;
-}
-
 bool
 zc__store_durable(void)
 {

@@ -617,6 +617,13 @@ zc__store_configured(void)
 	return configured;
 }
 
+/* Set with the configuration, before threads use the store. */
+int
+zc__store_kind(void)
+{
+	return configured ? cfg.kind : ZC_STORE_NONE;
+}
+
 void
 zc__store_shutdown(void)
 {
