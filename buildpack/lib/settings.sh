@@ -47,6 +47,31 @@ source_dir() {
 	printf '%s' "$dir"
 }
 
+# func_yaml_name DIR...: the function's name from the first of DIR/func.yaml
+# that has one, for BP_ZC_FUNCTION_NAME's default.  `func create` writes
+# func.yaml, with the top-level key "name", into the folder `func build`
+# hands to pack as the app (knative/func pkg/functions/function.go, Name,
+# pattern ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$); a template's manifest cannot
+# carry the name, since func copies its buildEnvs into every function
+# as they are (pkg/functions/template.go, Write).  Prints nothing when no
+# func.yaml names a valid one.
+func_yaml_name() {
+	local dir line v
+	for dir in "$@"; do
+		[[ -f "$dir/func.yaml" ]] || continue
+		line="$(grep -m1 -E '^name:' "$dir/func.yaml" || true)"
+		v="${line#name:}"
+		v="${v%%#*}"
+		v="${v//[[:space:]]/}"
+		v="${v#[\"\']}"
+		v="${v%[\"\']}"
+		if [[ "$v" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]]; then
+			printf '%s' "$v"
+			return
+		fi
+	done
+}
+
 # is_test_source FILE: test files carry their own main() and are never
 # part of the function (test_*.c, *_test.c).
 is_test_source() {

@@ -750,12 +750,20 @@ class DescriptorTest(unittest.TestCase):
                                 stat.S_IROTH, f)
 
     def test_template_manifest(self):
+        # The language pack as func reads it (tests/pack checks every rule):
+        # manifest.yaml at the repository root names the templates folder,
+        # the template's own names the builder that holds this buildpack.
+        with open(os.path.join(ROOT, "manifest.yaml")) as f:
+            top = f.read()
+        self.assertRegex(top, r"(?m)^templates:\s*templates\s*$")
+        self.assertFalse(os.path.exists(
+            os.path.join(ROOT, "templates", "manifest.yaml")))
         with open(os.path.join(TEMPLATE, "manifest.yaml")) as f:
             m = f.read()
         self.assertRegex(m, r"liveness:\s*/health/liveness")
         self.assertRegex(m, r"readiness:\s*/health/readiness")
         self.assertIn("zenith/c-function", m)
-        with open(os.path.join(ROOT, "templates", "manifest.yaml")) as f:
-            top = f.read()
-        self.assertRegex(top, r"path:\s*c\b")
-        self.assertRegex(top, r"path:\s*http\b")
+        b = load(os.path.join(BP, "images", "builder.toml"))
+        builder = re.search(r"(?m)^\s+pack:\s*(\S+)", m).group(1)
+        self.assertEqual(builder.rsplit("/", 1)[0],
+                         b["run"]["images"][0]["image"].rsplit("/", 1)[0])

@@ -1,11 +1,11 @@
 /*
- * function.c - a starter Zenith C event function.  It takes
- * com.example.greeting.requested events {"name": "..."} on "/", where a
- * Knative Trigger delivers them, and answers with a
- * com.example.greeting.created event {"message": "Hello, <name>!"}.  A
- * Broker asks for that reply (Prefer: reply) and publishes it as a new
- * event; a sender that did not ask just gets 202 Accepted.  Copy this
- * directory, rename NAME in the Makefile, and replace the handler.
+ * function.c - a starter Zenith C event function.  It takes every event
+ * POSTed to "/" (where `func invoke` and a Knative Trigger deliver) and
+ * answers with a reply event of type function.response carrying the same
+ * data: func's default event {"message":"Hello World"} comes back as
+ * {"message":"Hello World"}.  A Broker publishes the reply as a new event.
+ * Copy this directory (or `func create -l c -t zenith/cloudevents`) and
+ * replace the handler.
  *
  * The runtime parses the event (binary, structured or batch mode),
  * answers malformed ones with 400 naming the attribute, and routes by
@@ -14,7 +14,8 @@
 #include <string.h>
 #include <zenith.h>
 
-#define MAX_NAME 64 /* bytes; a longer name is the sender's mistake */
+/* The reply's type, as in func's own Go starter. */
+#define REPLY_TYPE "function.response"
 
 /*
  * An event handler.  ev is borrowed: its attributes and data are valid
@@ -24,33 +25,41 @@
  * on other 4xx.
  */
 static int
-handle_greeting(zc_req *req, const zc_event *ev, zc_res *res, void *arg)
+handle_event(zc_req *req, const zc_event *ev, zc_res *res, void *arg)
 {
-	json_t *data = zc_event_json(ev); /* NULL unless the data is JSON */
-	const char *name;
+	const char *ctype = zc_event_datacontenttype(ev);
+	const char *data;
+	size_t len;
 	zc_event *reply;
 	zc_err err;
 
 	(void)req;
 	(void)arg;
-	/* A bad event will not get better by retrying: 400. */
-	if (data == NULL)
-		return zc_res_error(res, 400, "event data must be JSON");
-	if (zc_json_string(data, "name", &name, res) != 0)
-		return 0; /* res holds the 400 naming the field */
-	if (name[0] == '\0' || strlen(name) > MAX_NAME)
-		return zc_res_error(res, 400, "name must be 1 to %d bytes",
-				    MAX_NAME);
+	zc_info("event %s from %s, type %s", zc_event_id(ev),
+		zc_event_source(ev), zc_event_type(ev));
 
-	zc_info("greeting %s (event %s from %s)", name, zc_event_id(ev),
-		zc_event_source(ev));
+	/*
+	 * Our own reply, delivered back by a Trigger without a type filter:
+	 * accept it without answering, or the function would feed itself
+	 * through the Broker for ever.
+	 */
+	if (strcmp(zc_event_type(ev), REPLY_TYPE) == 0)
+		return 0;
 
-	/* The reply: id, source (K_SERVICE) and time are filled in. */
-	reply = zc_event_new("com.example.greeting.created");
+	/* The data as it came (the runtime has already refused, with 400,
+	 * data that is not the JSON its content type declares). */
+	data = zc_event_data(ev, &len);
+
+	/* The reply: id, source (K_SERVICE or the binary's name) and time
+	 * are filled in. */
+	reply = zc_event_new(REPLY_TYPE);
 	if (reply == NULL)
 		return -1; /* a 500: the Broker retries */
-	err = zc_event_set_json(
-		reply, json_pack("{s:s++}", "message", "Hello, ", name, "!"));
+	err = ZC_OK;
+	if (len > 0) /* the same bytes and content type back */
+		err = zc_event_set_data(
+			reply, ctype ? ctype : "application/octet-stream", data,
+			len);
 	if (err == ZC_OK)
 		err = zc_res_event(res, reply); /* copied: free ours */
 	zc_event_free(reply);
@@ -58,15 +67,17 @@ handle_greeting(zc_req *req, const zc_event *ev, zc_res *res, void *arg)
 }
 
 /*
- * Called once at start-up, before the port opens.  Events of other types
- * arriving on "/" are accepted (202) and logged, not handled.
+ * Called once at start-up, before the port opens.  ZC_ROUTE_REPLYING:
+ * answer with the reply event even when the sender did not send
+ * "Prefer: reply" (func invoke does not; a Broker does).  To take only
+ * some types, set .event_type and register one route per type.
  */
 int
 zc_function_setup(zc_app *app)
 {
-	zc_route_opts opts = {.event_type = "com.example.greeting.requested"};
+	zc_route_opts opts = {.flags = ZC_ROUTE_REPLYING};
 
-	if (zc_event_route(app, "/", handle_greeting, NULL, &opts) != ZC_OK)
+	if (zc_event_route(app, "/", handle_event, NULL, &opts) != ZC_OK)
 		return -1;
 	return 0;
 }

@@ -1,7 +1,9 @@
 /*
- * function.c - a starter Zenith C function: GET /hello?name=... greets,
- * POST /echo {"message": "..."} answers the message back.  Copy this
- * directory, rename NAME in the Makefile, and replace the handlers.
+ * function.c - a starter Zenith C function: POST / (and GET /) answer the
+ * JSON they are sent, which is what `func invoke` sends and expects;
+ * GET /hello?name=... greets; POST /echo {"message": "..."} answers the
+ * message back.  Copy this directory (or `func create -l c -t zenith/http`),
+ * and replace the handlers.
  *
  * You write zc_function_setup() and the handlers; the library supplies
  * main(), the HTTP server, health endpoints, logging and the SIGTERM drain.
@@ -65,12 +67,39 @@ handle_echo(zc_req *req, zc_res *res, void *arg)
 }
 
 /*
+ * "/" is where `func invoke` and a Knative Trigger send: POST with
+ * {"message":"Hello World"} (func invoke --request-type GET sends the
+ * same body on a GET).  Answer the JSON as it came, like func's own
+ * starters answer every request; a GET without a body gets
+ * {"message":"OK"}.
+ */
+static int
+handle_root(zc_req *req, zc_res *res, void *arg)
+{
+	size_t len = 0;
+	json_t *body;
+
+	(void)arg;
+	zc_req_body(req, &len);
+	if (len == 0 && strcmp(zc_req_method(req), "GET") == 0)
+		return zc_res_jsonf(res, 200, "{s:s}", "message", "OK");
+	body = zc_req_json(req, res); /* borrowed; NULL: res holds a 400 */
+	if (body == NULL)
+		return 0;
+	/* zc_res_json steals a reference: take one for it. */
+	return zc_res_json(res, 200, json_incref(body));
+}
+
+/*
  * Called once at start-up, before the port opens.  Register every route
  * here; returning non-zero stops the process with exit code 1.
  */
 int
 zc_function_setup(zc_app *app)
 {
+	if (zc_route(app, "POST", "/", handle_root, NULL) != ZC_OK ||
+	    zc_route(app, "GET", "/", handle_root, NULL) != ZC_OK)
+		return -1;
 	if (zc_route(app, "GET", "/hello", handle_hello, NULL) != ZC_OK)
 		return -1;
 	if (zc_route(app, "POST", "/echo", handle_echo, NULL) != ZC_OK)

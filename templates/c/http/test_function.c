@@ -42,6 +42,69 @@ expect(const char *method, const char *target, const char *body, int status,
 	zc_res_free(res);
 }
 
+/*
+ * The requests `func invoke` sends to an "http" function, built as func
+ * builds them (knative/func @c18d604, pkg/functions/invoke.go: the
+ * defaults on lines 19-25, DefaultInvokeData `{"message":"Hello World"}`
+ * and Content-Type application/json; sendHttp, lines 274-279: the method
+ * (POST, or GET with --request-type GET, body and all) on the route, which
+ * is "http://localhost:<port>/" (pkg/functions/instances.go line 63); Go's
+ * client adds the User-Agent and Accept-Encoding below).  Any status above
+ * 299 is a failed invoke (invoke.go line 287).
+ */
+static const char *const func_invoke_headers[] = {
+	"User-Agent: Go-http-client/1.1",
+	"Content-Length: 25",
+	"Content-Type: application/json",
+	"Accept-Encoding: gzip",
+	NULL,
+};
+#define FUNC_INVOKE_DATA "{\"message\":\"Hello World\"}"
+
+static void
+expect_invoke(const char *method)
+{
+	zc_res *res = zc_test_request(app, method, "/", func_invoke_headers,
+				      FUNC_INVOKE_DATA);
+
+	ck_assert_ptr_nonnull(res);
+	ck_assert_int_eq(zc_res_get_status(res), 200);
+	ck_assert_str_eq(zc_res_get_body(res, NULL), FUNC_INVOKE_DATA "\n");
+	ck_assert_str_eq(zc_res_get_header(res, "Content-Type"),
+			 "application/json");
+	zc_res_free(res);
+}
+
+START_TEST(func_invoke_post)
+{
+	expect_invoke("POST");
+}
+END_TEST
+
+START_TEST(func_invoke_get)
+{
+	expect_invoke("GET");
+}
+END_TEST
+
+START_TEST(root_get_without_body)
+{
+	expect("GET", "/", NULL, 200, "{\"message\":\"OK\"}\n");
+}
+END_TEST
+
+START_TEST(root_post_not_json)
+{
+	zc_res *res = zc_test_request(app, "POST", "/", NULL, "hi");
+
+	ck_assert_ptr_nonnull(res);
+	ck_assert_int_eq(zc_res_get_status(res), 400);
+	ck_assert_ptr_nonnull(
+		strstr(zc_res_get_body(res, NULL), "\"invalid JSON"));
+	zc_res_free(res);
+}
+END_TEST
+
 START_TEST(hello_default)
 {
 	expect("GET", "/hello", NULL, 200, "{\"message\":\"Hello, world!\"}\n");
@@ -130,6 +193,10 @@ main(void)
 	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, func_invoke_post);
+	tcase_add_test(tc, func_invoke_get);
+	tcase_add_test(tc, root_get_without_body);
+	tcase_add_test(tc, root_post_not_json);
 	tcase_add_test(tc, hello_default);
 	tcase_add_test(tc, hello_name);
 	tcase_add_test(tc, hello_name_decoded);
