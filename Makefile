@@ -145,8 +145,18 @@ test: deps-pg
 test-unit: deps-pg all
 	@scripts/run-unit.sh $(BUILD)
 
-test-e2e: deps-pg all
+test-e2e: deps-pg all otlp-deps
 	@python3 tests/e2e/run.py --build $(BUILD)
+
+# The tracing tests' OTLP receiver decodes with OpenTelemetry's own code:
+# @opentelemetry/otlp-transformer, pinned by tests/otlp/package-lock.json.
+OTLP_DECODER := tests/otlp/node_modules/@opentelemetry/otlp-transformer/build/src/generated/root.js
+.PHONY: otlp-deps
+otlp-deps: $(OTLP_DECODER)
+$(OTLP_DECODER): tests/otlp/package-lock.json tests/otlp/package.json
+	@echo "  NPM     tests/otlp (npm ci)"
+	@cd tests/otlp && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
@@ -173,6 +183,13 @@ format-check:
 
 clean:
 	rm -rf build build-asan build-tsan
+
+# What tracing costs: the chain traced at ratio 1.0 against tracing off, in
+# the same run (bench/tracing_cost.sh; REPEAT, DURATION, CONNS).
+.PHONY: bench-tracing
+bench-tracing: deps otlp-deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) bench/tracing_cost.sh
 
 # --- benchmark smoke (owned by bench/; see bench/README.md) ----------------
 # A 2-second, ours-only run of bench/bench.sh so the harness cannot rot;
@@ -208,6 +225,25 @@ test-buildpack: deps-image
 
 test-image: deps-image
 	@tests/image/run.sh
+
+# ---------------------------------------------------------------------------
+# The Knative func language pack and the Zenith operator path (issue 15):
+#
+#   make test-pack         the pack against func's rules, both templates
+#                          created, built (Makefile and buildpack), tested
+#                          and invoked as func would, the README's first
+#                          three commands, the Function resources and the
+#                          Tasks in deploy/operator/ against the operator;
+#                          ends with "pack: N passed, N failed"
+#   make test-pack-image   the README's container steps (root, podman)
+
+.PHONY: test-pack test-pack-image
+
+test-pack: deps lib
+	@python3 tests/pack/run.py --build $(BUILD)
+
+test-pack-image: deps-image lib
+	@python3 tests/pack/run.py --build $(BUILD) --image
 
 # ---------------------------------------------------------------------------
 # CloudEvents (issue 5): the event-driven chain on loopback, each function's

@@ -6,11 +6,16 @@ set -euo pipefail
 
 PKGS=(gcc make pkg-config libc6-dev libmicrohttpd-dev libjansson-dev
       libcurl4-openssl-dev libsqlite3-dev libpq-dev libsqlite3-0
-      check curl python3 procps iproute2)
+      check curl python3 python3-yaml procps iproute2)
 # --postgres: also the PostgreSQL 15 server and client, for the tests and
 # `make run-postgres` (`make run` needs neither: its state is SQLite).
 if [[ "${1:-}" == --postgres ]]; then
 	PKGS+=(postgresql-15 postgresql-client-15)
+fi
+# Node.js and npm for the tests' OTLP receiver (tests/otlp), unless a node
+# is already there (say, NodeSource's, which bundles npm)
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+	PKGS+=(nodejs npm)
 fi
 
 missing=()

@@ -7,7 +7,9 @@
  *
  * Event mode (EVENT_MODE=1): also subscribes on "/" to
  * com.example.balance.updated and writes the same [AUDIT] line for each
- * event, once per source + id however often it is delivered.
+ * event, once per source + id however often it is delivered.  With
+ * DAPR_PUBSUB=<component>: topic "balances" of that Dapr pub/sub,
+ * delivered to /events/balances, instead.
  */
 #include <stdlib.h>
 #include <zenith.h>
@@ -101,22 +103,26 @@ zc_function_setup(zc_app *app)
 {
 	zc_route_opts once = {.flags = ZC_ROUTE_IDEMPOTENT |
 				       ZC_ROUTE_TRANSACTIONAL};
-	bool events;
+	/* a redelivered event (same source + id) is recorded once */
+	zc_route_opts updated = {
+		.flags = ZC_ROUTE_IDEMPOTENT | ZC_ROUTE_TRANSACTIONAL,
+		.event_type = "com.example.balance.updated",
+	};
+	const char *pubsub = getenv("DAPR_PUBSUB");
+	bool dapr = pubsub != NULL && *pubsub != '\0', events;
 
 	if (zc_store_schema(app, "audit-logger", 1, schema_v1) != ZC_OK)
 		return -1;
-	/* EVENT_MODE=1|0; unset: on when K_SINK is set */
-	if (zc_env_bool("EVENT_MODE", zc_event_sink() != NULL, &events) !=
-	    ZC_OK)
+	/* EVENT_MODE=1|0; unset: on when K_SINK or DAPR_PUBSUB is set */
+	if (zc_env_bool("EVENT_MODE", zc_event_sink() != NULL || dapr,
+			&events) != ZC_OK)
 		return -1;
-	/* a redelivered event (same source + id) is recorded once */
 	if (events &&
-	    zc_event_route(app, "/", handle_balance_updated, NULL,
-			   &(zc_route_opts){
-				   .flags = ZC_ROUTE_IDEMPOTENT |
-					    ZC_ROUTE_TRANSACTIONAL,
-				   .event_type = "com.example.balance.updated",
-			   }) != ZC_OK)
+	    (dapr ? zc_dapr_subscribe(app, pubsub, "balances",
+				      "/events/balances",
+				      handle_balance_updated, NULL, &updated)
+		  : zc_event_route(app, "/", handle_balance_updated, NULL,
+				   &updated)) != ZC_OK)
 		return -1;
 	/* a retried audit (same Idempotency-Key) is recorded once */
 	return zc_route_with(app, "POST", "/log", handle_log, NULL, &once);

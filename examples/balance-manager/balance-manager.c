@@ -15,7 +15,9 @@
  * com.example.transaction.created, applies each event once per source +
  * id (a redelivery changes nothing) and, when K_SINK is set, publishes
  * com.example.balance.updated {account, amount, new_balance,
- * transaction_id} for audit-logger.
+ * transaction_id} for audit-logger.  With DAPR_PUBSUB=<component> the
+ * same over Dapr pub/sub: topic "transactions" delivered to
+ * /events/transactions, balance events published to topic "balances".
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -39,6 +41,9 @@ static const char schema_v1[] =
 	" cents BIGINT NOT NULL);";
 
 static bool audit_async = true;
+/* where balance events go: K_SINK (NULL), or "dapr:<pubsub>/balances" */
+static const char *sink;
+static char dapr_sink[300];
 
 static void audit(zc_req *req, const char *key, const char *account,
 		  int64_t amount, int64_t balance);
@@ -287,7 +292,7 @@ publish_balance(zc_req *req, const zc_event *in, const char *account,
 	zc_event *ev;
 	zc_err err = ZC_ERR_NOMEM;
 
-	if (zc_event_sink() == NULL)
+	if (sink == NULL && zc_event_sink() == NULL)
 		return; /* subscribed, publishing nothing */
 	data = json_pack("{s:s, s:o, s:o}", "account", account, "amount",
 			 zc_money_json_new(amount), "new_balance",
@@ -303,7 +308,7 @@ publish_balance(zc_req *req, const zc_event *in, const char *account,
 		if (err == ZC_OK)
 			err = zc_event_set_json(ev, json_incref(data));
 		if (err == ZC_OK)
-			err = zc_event_send(req, NULL, ev);
+			err = zc_event_send(req, sink, ev);
 	}
 	if (err != ZC_OK) {
 		record = json_pack("{s:s, s:O}", "action", "balance_update",
@@ -322,25 +327,35 @@ zc_function_setup(zc_app *app)
 	zc_route_opts once = {.flags = ZC_ROUTE_IDEMPOTENT |
 				       ZC_ROUTE_TRANSACTIONAL};
 	zc_route_opts tx = {.flags = ZC_ROUTE_TRANSACTIONAL};
+	zc_route_opts created = {
+		.flags = ZC_ROUTE_IDEMPOTENT | ZC_ROUTE_TRANSACTIONAL,
+		.event_type = "com.example.transaction.created",
+	};
+	const char *pubsub = getenv("DAPR_PUBSUB");
 	bool events;
 	int mode;
 
 	if (zc_env_choice("AUDIT_MODE", modes, 0, &mode) != ZC_OK)
 		return -1;
 	audit_async = mode == 0;
-	/* EVENT_MODE=1|0; unset: on when K_SINK is set */
-	if (zc_env_bool("EVENT_MODE", zc_event_sink() != NULL, &events) !=
-	    ZC_OK)
+	if (pubsub != NULL && *pubsub != '\0') {
+		snprintf(dapr_sink, sizeof(dapr_sink), "dapr:%.200s/balances",
+			 pubsub);
+		sink = dapr_sink;
+	}
+	/* EVENT_MODE=1|0; unset: on when K_SINK or DAPR_PUBSUB is set */
+	if (zc_env_bool("EVENT_MODE", zc_event_sink() != NULL || sink != NULL,
+			&events) != ZC_OK)
 		return -1;
-	if (events) {
+	if (events && sink != NULL) {
+		if (zc_dapr_subscribe(app, pubsub, "transactions",
+				      "/events/transactions",
+				      handle_transaction_created, NULL,
+				      &created) != ZC_OK)
+			return -1;
+	} else if (events) {
 		if (zc_event_route(app, "/", handle_transaction_created, NULL,
-				   &(zc_route_opts){
-					   .flags = ZC_ROUTE_IDEMPOTENT |
-						    ZC_ROUTE_TRANSACTIONAL,
-					   .event_type =
-						   "com.example.transaction."
-						   "created",
-				   }) != ZC_OK)
+				   &created) != ZC_OK)
 			return -1;
 		zc_info("event mode: transaction events taken on /; balance "
 			"events go to %s",

@@ -14,9 +14,12 @@
  * Broker"): POST /transaction answers 202 {"status":"accepted",
  * "transaction_id"} and publishes com.example.transaction.created
  * {account, amount, transaction_id} to K_SINK, the transaction id being
- * the event id, so a redelivery is recognisable downstream.
+ * the event id, so a redelivery is recognisable downstream.  With
+ * DAPR_PUBSUB=<component> the event goes to topic "transactions" of that
+ * Dapr pub/sub instead (through the sidecar at DAPR_HTTP_PORT).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <zenith.h>
@@ -24,6 +27,10 @@
 /* balance-manager's limit on account names, checked before publishing:
  * in event mode nobody would see its 400 */
 #define MAX_ACCOUNT 128
+
+/* Event mode's target: NULL for K_SINK, or "dapr:<pubsub>/transactions" */
+static const char *sink;
+static char dapr_sink[300];
 
 static zc_err new_transaction_id(zc_req *req, char *buf, size_t size);
 static int downstream_failed(zc_res *res, zc_call *call, zc_err err);
@@ -128,7 +135,7 @@ handle_transaction_event(zc_req *req, zc_res *res, void *arg)
 	else
 		json_decref(data);
 	if (err == ZC_OK)
-		err = zc_event_send(req, NULL, ev);
+		err = zc_event_send(req, sink, ev);
 	zc_event_free(ev);
 	if (err != ZC_OK)
 		return zc_res_error(res, zc_err_http_status(err),
@@ -185,20 +192,27 @@ downstream_failed(zc_res *res, zc_call *call, zc_err err)
 int
 zc_function_setup(zc_app *app)
 {
+	const char *pubsub = getenv("DAPR_PUBSUB");
 	bool events;
 
-	/* EVENT_MODE=1|0; unset: on when K_SINK is set */
-	if (zc_env_bool("EVENT_MODE", zc_event_sink() != NULL, &events) !=
-	    ZC_OK)
+	if (pubsub != NULL && *pubsub != '\0') {
+		snprintf(dapr_sink, sizeof(dapr_sink),
+			 "dapr:%.200s/transactions", pubsub);
+		sink = dapr_sink;
+	}
+	/* EVENT_MODE=1|0; unset: on when K_SINK or DAPR_PUBSUB is set */
+	if (zc_env_bool("EVENT_MODE", zc_event_sink() != NULL || sink != NULL,
+			&events) != ZC_OK)
 		return -1;
 	if (events) {
-		if (zc_event_sink() == NULL) {
-			zc_error("event mode needs K_SINK: the URL events are "
-				 "sent to (a broker, or the next function)");
+		if (zc_event_sink() == NULL && sink == NULL) {
+			zc_error("event mode needs K_SINK (the URL events are "
+				 "sent to: a broker, or the next function) or "
+				 "DAPR_PUBSUB (a Dapr pub/sub component)");
 			return -1;
 		}
 		zc_info("event mode: transactions are published to %s",
-			zc_event_sink());
+			sink != NULL ? sink : zc_event_sink());
 		return zc_route(app, "POST", "/transaction",
 				handle_transaction_event, NULL);
 	}

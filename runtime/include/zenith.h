@@ -497,6 +497,48 @@ zc_err zc_res_event(zc_res *res, const zc_event *ev);
 zc_err zc_event_send(zc_req *inbound, const char *target, const zc_event *ev);
 
 /* ---------------------------------------------------------------------
+ * Dapr: pub/sub through the sidecar at DAPR_HTTP_PORT.  With it set, the
+ * runtime also holds readiness at 503 until the sidecar answers
+ * (DAPR_HEALTH_TIMEOUT, ZC_DAPR_WAIT: docs/operations.md#dapr).
+ * ------------------------------------------------------------------- */
+/*
+ * Subscribe path (POST; "/...", no parameters) to topic of the pub/sub
+ * component pubsub: the runtime answers the sidecar's GET /dapr/subscribe
+ * with every subscription, and each delivered CloudEvent reaches handler
+ * as on an event route (zc_event_route: its data, attributes and Dapr's
+ * extensions topic, pubsubname, traceid, traceparent, tracestate; opts
+ * as there: event_type, ZC_ROUTE_IDEMPOTENT for source + id dedup,
+ * ZC_ROUTE_TRANSACTIONAL; not ZC_ROUTE_REPLYING).  The answer goes to
+ * the sidecar as 200 {"status":...}: SUCCESS for a 2xx (or nothing
+ * set); RETRY (redelivered) for 5xx, 408, 409, 429 or a non-zero return;
+ * DROP, with a warning logged, for any other status and for a malformed
+ * event.  With APP_API_TOKEN set, GET /dapr/subscribe and these routes
+ * need header dapr-api-token equal to it (else 401).  Several topics may
+ * share a path and handler.  ZC_ERR_INVALID for bad arguments, a topic
+ * subscribed twice, or a path already an ordinary event route.
+ */
+zc_err zc_dapr_subscribe(zc_app *app, const char *pubsub, const char *topic,
+			 const char *path, zc_event_handler handler, void *arg,
+			 const zc_route_opts *opts);
+/*
+ * Publish ev (copied; filled in as zc_event_send does: id, source, time,
+ * traceparent) to topic of pubsub: POST
+ * http://127.0.0.1:<DAPR_HTTP_PORT>/v1.0/publish/<pubsub>/<topic>, the
+ * event in structured mode (application/cloudevents+json, so Dapr keeps
+ * its id and trace), with dapr-api-token when DAPR_API_TOKEN is set.
+ * The same as zc_event_send(inbound, "dapr:<pubsub>/<topic>", ev),
+ * which a K_SINK of that form selects too.  ZC_OK for the sidecar's 204;
+ * ZC_ERR_HTTP for 403 (not allowed), 404 (no such pub/sub) or 500, none
+ * retried; 503 and transport errors are retried by the client's policy
+ * (target dapr_publish: DAPR_PUBLISH_RETRIES, ...).  ZC_ERR_INVALID
+ * without DAPR_HTTP_PORT or for a bad name.  In a ZC_ROUTE_TRANSACTIONAL
+ * handler with a SQLite or PostgreSQL store: written to the outbox and
+ * published after the commit (ZC_OK means queued).  Safe from any thread.
+ */
+zc_err zc_dapr_publish(zc_req *inbound, const char *pubsub, const char *topic,
+		       const zc_event *ev);
+
+/* ---------------------------------------------------------------------
  * Durable state: one store per function, chosen by ZC_STORE_URL
  * (sqlite:PATH, the default, a file under $TMPDIR; postgres://... for many
  * replicas; memory: for tests).  SQL with $1..$n placeholders on both
@@ -548,6 +590,41 @@ zc_err zc_store_schema(zc_app *app, const char *name, int version,
  * committed when fn returns 0, rolled back otherwise, re-run on
  * ZC_ERR_CONFLICT.  Returns fn's failure as ZC_ERR_STORE. */
 zc_err zc_store_run(zc_app *app, int (*fn)(zc_tx *tx, void *arg), void *arg);
+
+/* ---------------------------------------------------------------------
+ * Tracing: OpenTelemetry spans, exported when the OTEL_* variables ask
+ * (docs/operations.md, "Tracing").  The runtime makes the server span of
+ * each request, a client span per outbound attempt and the event spans;
+ * a handler adds detail with these calls.  Every call accepts NULL and
+ * then does nothing, so handler code needs no checks: a request that is
+ * not traced (tracing off, or not sampled) has no span.
+ * ------------------------------------------------------------------- */
+typedef struct zc_span zc_span;
+
+/* The request's current span: its server span, or the innermost span
+ * opened with zc_span_start and not yet ended.  Borrowed; NULL when the
+ * request is not traced. */
+zc_span *zc_req_span(zc_req *req);
+/*
+ * Open a child of the request's current span around your own work (an
+ * INTERNAL span named name).  It becomes the current span until
+ * zc_span_end, so outbound calls and store work made meanwhile are its
+ * children.  A span still open when the handler returns is ended then.
+ */
+zc_span *zc_span_start(zc_req *req, const char *name);
+/* End a span from zc_span_start, and the ones opened inside it (ignored
+ * for any other span). */
+void zc_span_end(zc_span *span);
+/* Attributes (copied; a key set twice keeps the last value). */
+void zc_span_set_str(zc_span *span, const char *key, const char *value);
+void zc_span_set_int(zc_span *span, const char *key, int64_t value);
+void zc_span_set_double(zc_span *span, const char *key, double value);
+void zc_span_set_bool(zc_span *span, const char *key, bool value);
+/* A timestamped event on the span ("cache miss", "retrying"). */
+void zc_span_event(zc_span *span, const char *name);
+/* Mark the span failed, with a description (printf-style; NULL: none). */
+void zc_span_error(zc_span *span, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /* ---------------------------------------------------------------------
  * Small helpers a function needs and should not write again

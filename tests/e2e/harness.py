@@ -315,7 +315,8 @@ def send_large(port, method, path, body, extra_headers=(), timeout=None,
 _ALL_PROCS = []
 _ALL_LOCK = threading.Lock()
 
-_SCRUB_PREFIXES = ("ZC_",)
+# OTEL_*: a developer's tracing settings must not turn tracing on in tests
+_SCRUB_PREFIXES = ("ZC_", "OTEL_")
 _SCRUB_NAMES = ("PORT", "LOG_LEVEL", "K_SERVICE", "POD_NAMESPACE",
                 "AUDIT_LOGGER_URL", "BALANCE_MANAGER_URL",
                 "TRANSACTION_PROCESSOR_URL",

@@ -36,6 +36,7 @@ LIBRARY_HEADERS = {
     "curl/curl.h": {"outbound/curl.c"},
     "sqlite3.h": {"store/sqlite.c"},
     "libpq-fe.h": {"store/postgres.c"},
+    "zlib.h": {"outbound/export.c"},
 }
 
 STRIP = re.compile(r"""/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])+'|^\s*#[^\n]*""",

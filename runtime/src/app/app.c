@@ -66,6 +66,7 @@ zc_app_free(zc_app *app)
 	zc__router_free(app);
 	zc__idem_free(app->idem);
 	zc__events_free(app);
+	zc__dapr_free(app);
 	if (app->uses_store)
 		zc__store_shutdown();
 	free(app);
@@ -366,6 +367,12 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	apply_client_config(&app->cfg);
+	/* the sidecar's targets exist before the outbox relay delivers */
+	if (zc__dapr_configure(err, sizeof(err)) != 0) {
+		zc_error("configuration: %s", err);
+		zc_app_free(app);
+		return 2;
+	}
 	if ((rc = run_setup(app, setup, false)) != 0) {
 		zc_app_free(app);
 		return rc == -2 ? 2 : 1; /* 2: configuration, as above */
@@ -389,12 +396,18 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 				app->cfg.async_queue,
 				app->cfg.threads < 64 ? app->cfg.threads : 64);
 	}
+	/* spans recorded from the first request on; OTEL_* off: nothing */
+	zc__tracing_start(app->name);
 	srv = zc__server_start(app, err, sizeof(err));
 	if (srv == NULL) {
 		zc_error("%s", err);
+		zc__tracing_stop(zc__now_ns());
 		zc_app_free(app);
 		return 1;
 	}
+	/* listening first: the sidecar needs the app's port to be ready;
+	 * readiness waits for the sidecar (a gate closed before READY) */
+	zc__dapr_start();
 	atomic_store(&app->state, ZC_READY);
 	preload_client();
 	if (app->uses_store)
@@ -414,6 +427,7 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 	} while (sig != SIGTERM && sig != SIGINT);
 
 	atomic_store(&app->state, ZC_DRAINING);
+	zc__dapr_stop(); /* a poll in flight is cut short: no delay */
 	{
 		/* clients that left mid-body are not in flight any more */
 		long gone = zc__server_stalled(1000000000LL);
@@ -432,6 +446,8 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 	 * the store for the next replica */
 	zc__async_drain(deadline, false);
 	zc__relay_drain(deadline);
+	/* the spans of everything above, exported within the same deadline */
+	zc__tracing_stop(deadline);
 	if (left == 0) {
 		zc__server_stop(srv);
 		/* no handler or probe runs now: the store's connections can

@@ -8,6 +8,8 @@
 #define ZC_CORE_H
 
 #include "zenith.h"
+#include "fiber.h"
+#include "tracing.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -91,6 +93,11 @@ struct zc_reqctx {
 	const char *route; /* matched pattern, for logs */
 	bool probe;        /* User-Agent kube-probe/...: no access line */
 	struct zc_trace trace;
+	/* tracing (http/tracing.c): the innermost open span, which outbound
+	 * calls and events are children of, and the request's own span at
+	 * the bottom of that chain; both NULL when not traced */
+	struct zc_span *span;
+	struct zc_span *server_span;
 };
 
 static inline const struct zc_reqctx *

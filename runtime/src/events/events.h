@@ -89,4 +89,59 @@ zc_err zc__ce_each_header(const zc_event *ev, zc__ce_header_fn add, void *arg);
 /* Put the four required attributes first, in the spec's order. */
 void zc__ce_order_first(zc_event *ev);
 
+/* ---- receiving (receive.c) ---- */
+/* zc_event_route with front as the POST route's handler, given the
+ * path's handle as its arg: Dapr's subscriptions, which answer in Dapr's
+ * terms.  A path is either kind, never both (ZC_ERR_INVALID). */
+zc_err zc__event_route_front(zc_app *app, const char *path,
+			     zc_event_handler handler, void *arg,
+			     const zc_route_opts *opts, zc_handler front);
+/* What an event route does with req (path: the handle front was given):
+ * decode, dedupe, run the handler; the answer in res, or the handler's
+ * non-zero result. */
+int zc__event_receive(zc_req *req, zc_res *res, void *path);
+
+/* ---- the Dapr sidecar (dapr.c) ---- */
+/* Read DAPR_HTTP_PORT, DAPR_HEALTH_TIMEOUT and ZC_DAPR_WAIT (before
+ * setup; again for each in-process test app).  -1 with one line in err
+ * for a bad value. */
+int zc__dapr_configure(char *err, size_t errsize);
+/* The sidecar's HTTP port ("3500"), or NULL without a valid
+ * DAPR_HTTP_PORT. */
+const char *zc__dapr_port(void);
+/* Once the port is open: close the readiness gate and poll the sidecar's
+ * outbound health on a thread of its own until it answers. */
+void zc__dapr_start(void);
+/* SIGTERM: stop the poller (a poll in flight is cut short), join it. */
+void zc__dapr_stop(void);
+/* "<pubsub>/<topic>" (a "dapr:" target) -> the sidecar's publish URL and
+ * the target name its calls share.  ZC_ERR_INVALID (logged) for a
+ * malformed spec or no DAPR_HTTP_PORT. */
+zc_err zc__dapr_publish_url(const char *spec, char *url, size_t urlsz,
+			    char *tname, size_t tsize);
+/* What the poller logs after a failed poll: nothing, the one error at
+ * DAPR_HEALTH_TIMEOUT, or a reminder every ZC_DAPR_REMIND_MS after it. */
+#define ZC_DAPR_REMIND_MS 60000LL
+enum { ZC_DAPR_NOTE_NONE = 0, ZC_DAPR_NOTE_TIMEOUT, ZC_DAPR_NOTE_REMIND };
+struct zc__dapr_wait {
+	long long timeout_ms;
+	long long next_ms; /* when the next line is due (start: timeout) */
+	bool timed_out;
+};
+int zc__dapr_wait_note(struct zc__dapr_wait *w, long long elapsed_ms);
+
+/* ---- Dapr pub/sub (dapr_pubsub.c) ---- */
+/* Free the app's subscriptions (app.c). */
+void zc__dapr_free(zc_app *app);
+/* Dapr's answer to a delivery for a handler's result: rc non-zero, or
+ * the HTTP status it answered (0: none, taken as 202). */
+enum { ZC_DAPR_SUCCESS = 0, ZC_DAPR_RETRY, ZC_DAPR_DROP };
+int zc__dapr_outcome(int rc, int status);
+const char *zc__dapr_outcome_name(int outcome);
+/* got equals expected, in time that depends on expected's length only. */
+bool zc__dapr_token_ok(const char *expected, const char *got);
+/* The app's GET /dapr/subscribe answer (compact JSON, malloc'd), or
+ * NULL. */
+char *zc__dapr_subscriptions(const zc_app *app, size_t *len);
+
 #endif /* ZC_EVENTS_H */

@@ -32,7 +32,9 @@ struct ev_sub {
 
 struct ev_path {
 	char *path;
-	char *scope; /* idempotency scope: "event <path>" */
+	char *scope;      /* idempotency scope: "event <path>" */
+	zc_handler front; /* the route's handler: on_event_request, or
+			     Dapr's, which maps its answer */
 	struct ev_sub *subs;
 	size_t nsubs;
 };
@@ -277,6 +279,61 @@ idem_replay(zc_res *out, zc_res *stored, const zc_event *ev, bool want_reply)
 	zc__res_release(stored);
 }
 
+static int on_event_request(zc_req *req, zc_res *res, void *arg);
+
+/*
+ * The CONSUMER "process" span of one event pushed to us: a child of the
+ * request's span, linked to the context the event was created in (its
+ * traceparent extension), current while its handler runs.
+ */
+static struct zc_span *
+consumer_span(zc_req *req, const struct ev_path *p, const zc_event *ev)
+{
+	struct zc_span_ctx created = {0};
+	struct zc_trace t;
+	struct zc_span *s;
+	const char *v;
+
+	if (req->ctx.span == NULL)
+		return NULL;
+	if ((v = zc_event_attr(ev, "traceparent")) != NULL &&
+	    zc__trace_parse(v, &t))
+		zc__span_ctx_from_hex(&created, t.trace_id, t.parent_id,
+				      t.flags, true);
+	s = zc__req_span_push(req, ZC_SPAN_CONSUMER, "process",
+			      zc__span_ctx_valid(&created) ? &created : NULL);
+	if (s == NULL)
+		return NULL;
+	zc__span_attr_str(s, "messaging.system",
+			  p->front == on_event_request ? "knative" : "dapr");
+	zc__span_attr_str(s, "messaging.operation.name", "process");
+	zc__span_attr_str(s, "messaging.operation.type", "process");
+	zc__span_attr_str(s, "messaging.message.id", zc_event_id(ev));
+	zc__span_attr_str(s, "cloudevents.event_id", zc_event_id(ev));
+	zc__span_attr_str(s, "cloudevents.event_source", zc_event_source(ev));
+	zc__span_attr_str(s, "cloudevents.event_type", zc_event_type(ev));
+	if ((v = zc_event_attr(ev, "specversion")) != NULL)
+		zc__span_attr_str(s, "cloudevents.event_spec_version", v);
+	if ((v = zc_event_attr(ev, "subject")) != NULL)
+		zc__span_attr_str(s, "cloudevents.event_subject", v);
+	return s;
+}
+
+static void
+consumer_span_end(zc_req *req, struct zc_span *s, int rc, int status)
+{
+	char code[16];
+
+	if (s == NULL)
+		return;
+	if (rc != 0 || status >= 500) {
+		snprintf(code, sizeof(code), "%d", rc != 0 ? 500 : status);
+		zc__span_attr_str(s, "error.type", code);
+		zc__span_status(s, ZC_STATUS_ERROR, NULL);
+	}
+	zc__req_span_pop(req, s);
+}
+
 /*
  * Run the route for one event into out.  Returns the handler's non-zero
  * result (out untouched), else 0 with out holding the answer.
@@ -289,6 +346,7 @@ deliver(zc_req *req, const struct ev_path *p, const zc_event *ev, zc_res *out,
 	struct ev_run run = {ev, sub};
 	struct zc_guard g = {.run = ev_run, .keep = ev_keep, .arg = &run};
 	zc_res scratch;
+	struct zc_span *span;
 	char *fp = NULL, *key = NULL;
 	size_t fplen, sl, il;
 	bool want;
@@ -320,7 +378,9 @@ deliver(zc_req *req, const struct ev_path *p, const zc_event *ev, zc_res *out,
 			g.len = fplen;
 		}
 	}
+	span = consumer_span(req, p, ev);
 	rc = zc__guarded_run(req, &scratch, &g);
+	consumer_span_end(req, span, g.rc, scratch.status);
 	free(key);
 	free(fp);
 	switch (rc) {
@@ -550,12 +610,26 @@ on_event_request(zc_req *req, zc_res *res, void *arg)
 	return rc;
 }
 
+int
+zc__event_receive(zc_req *req, zc_res *res, void *path)
+{
+	return on_event_request(req, res, path);
+}
+
 /* ---------------------------------------------------------------------
  * Registering event routes
  * ------------------------------------------------------------------- */
 zc_err
 zc_event_route(zc_app *app, const char *path, zc_event_handler handler,
 	       void *arg, const zc_route_opts *opts)
+{
+	return zc__event_route_front(app, path, handler, arg, opts,
+				     on_event_request);
+}
+
+zc_err
+zc__event_route_front(zc_app *app, const char *path, zc_event_handler handler,
+		      void *arg, const zc_route_opts *opts, zc_handler front)
 {
 	const char *type = opts != NULL ? opts->event_type : NULL;
 	unsigned flags = opts != NULL ? opts->flags : 0;
@@ -609,15 +683,20 @@ zc_event_route(zc_app *app, const char *path, zc_event_handler handler,
 		}
 		memcpy(p->scope, "event ", 6);
 		memcpy(p->scope + 6, path, sl + 1);
+		p->front = front;
 		/* an ordinary route: OPTIONS, 405 and Allow come with it */
-		if ((err = zc_route(app, "POST", path, on_event_request, p)) !=
-		    ZC_OK) {
+		if ((err = zc_route(app, "POST", path, front, p)) != ZC_OK) {
 			free(p->path);
 			free(p->scope);
 			free(p);
 			return err;
 		}
 		r->paths[r->n++] = p;
+	} else if (p->front != front) {
+		/* one path answers one way: Knative's statuses or Dapr's */
+		zc_error("zc_event_route: %s is already a %s event route", path,
+			 p->front == on_event_request ? "CloudEvents" : "Dapr");
+		return ZC_ERR_INVALID;
 	}
 	for (i = 0; i < p->nsubs; i++) {
 		const char *t = p->subs[i].type;

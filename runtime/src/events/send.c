@@ -1,7 +1,9 @@
 /*
  * send.c - events going out: sent in binary mode to K_SINK, a URL or a
  * broker through the outbound client (retries, breaker, deadline, trace
- * headers), or, from a transactional handler with a durable store, as a
+ * headers), in structured mode to a Dapr sidecar's publish API for a
+ * "dapr:<pubsub>/<topic>" target (dapr.c says where), or, from a
+ * transactional handler with a durable store, as a
  * row of the outbox delivered after the commit; or written into a
  * handler's response as its reply event.
  */
@@ -152,14 +154,29 @@ apply_overrides(zc_event *ev)
  * event already has (forwarded from elsewhere) is kept.
  */
 static zc_err
-add_trace(zc_event *ev, const zc_req *ctx)
+add_trace(zc_event *ev, const zc_req *ctx, const struct zc_span_ctx *sc)
 {
 	char tp[64];
 	const char *ts;
 	zc_err err;
 
-	if (zc_event_attr(ev, "traceparent") != NULL || ctx == NULL ||
-	    ctx->ctx.trace.trace_id[0] == '\0')
+	if (zc_event_attr(ev, "traceparent") != NULL)
+		return ZC_OK;
+	/* tracing on: the producer span's context, or the request's with
+	 * the sampling decision's flags */
+	if (sc != NULL && zc__span_ctx_valid(sc)) {
+		zc__span_ctx_traceparent(sc, tp);
+		if ((err = zc__ce_attr_put(ev, "traceparent", tp)) != ZC_OK ||
+		    ctx == NULL || !ctx->ctx.trace.inbound)
+			return err;
+		ts = zc_req_header(ctx, "tracestate");
+		if (ts != NULL && *ts != '\0' &&
+		    zc_event_attr(ev, "tracestate") == NULL &&
+		    zc__ce_check_text(ts, strlen(ts)) == ZC_CE_TEXT_OK)
+			return zc__ce_attr_put(ev, "tracestate", ts);
+		return ZC_OK;
+	}
+	if (ctx == NULL || ctx->ctx.trace.trace_id[0] == '\0')
 		return ZC_OK;
 	if (ctx->ctx.trace.inbound) {
 		snprintf(tp, sizeof(tp), "%s",
@@ -316,30 +333,132 @@ resolve(const char *target, char *url, size_t urlsz, char *tname, size_t tsize)
 	return ZC_OK;
 }
 
+/*
+ * Dapr's publish API passes an application/cloudevents+json body on as
+ * it is, our own envelope with its id, source and trace; any other
+ * content type would be wrapped in an envelope of the sidecar's.
+ */
+static zc_err
+structured_body(zc_call *call, const zc_event *ev)
+{
+	json_t *j = zc__ce_event_to_json(ev);
+	char *text;
+	size_t len;
+	zc_err err = ZC_ERR_NOMEM;
+
+	if (j != NULL && (text = zc__json_dump(j, &len)) != NULL) {
+		err = zc__call_body(call, "application/cloudevents+json", text,
+				    len);
+		free(text);
+	}
+	json_decref(j);
+	return err;
+}
+
+/*
+ * The PRODUCER span of an event: "send" to its destination, or "create"
+ * when it waits in the outbox (the relay's span sends it), a child of the
+ * request's current span (or a root, sent from no request).  NULL when
+ * not traced.
+ */
+static struct zc_span *
+producer_span(const zc_req *ctx, const char *to, bool dapr, bool outbox,
+	      struct zc_span_ctx *parent)
+{
+	const char *op = outbox ? "create" : "send";
+	const char *dest = NULL;
+	struct zc_span *s;
+	char name[160];
+
+	memset(parent, 0, sizeof(*parent));
+	if (!zc__tracing_on())
+		return NULL;
+	zc__req_span_ctx(ctx, parent);
+	if (ctx != NULL && !zc__span_ctx_valid(parent))
+		return NULL;
+	/* a named destination (a broker, a Dapr topic); a URL is not one */
+	if (dapr)
+		dest = to + 5;
+	else if (to != NULL && strncmp(to, "http://", 7) != 0 &&
+		 strncmp(to, "https://", 8) != 0)
+		dest = to;
+	snprintf(name, sizeof(name), "%s%s%s", op, dest != NULL ? " " : "",
+		 dest != NULL ? dest : "");
+	s = zc__span_start(ZC_SPAN_PRODUCER, name,
+			   zc__span_ctx_valid(parent) ? parent : NULL, NULL, 0);
+	if (s == NULL)
+		return NULL;
+	zc__span_attr_str(s, "messaging.system", dapr ? "dapr" : "knative");
+	zc__span_attr_str(s, "messaging.operation.name", op);
+	zc__span_attr_str(s, "messaging.operation.type", op);
+	if (dest != NULL)
+		zc__span_attr_str(s, "messaging.destination.name", dest);
+	return s;
+}
+
+static void
+producer_span_end(struct zc_span *s, const zc_event *ev, zc_err err, int status)
+{
+	const char *v;
+	char code[16];
+
+	if (s == NULL)
+		return;
+	if ((v = zc_event_id(ev)) != NULL) {
+		zc__span_attr_str(s, "messaging.message.id", v);
+		zc__span_attr_str(s, "cloudevents.event_id", v);
+	}
+	if ((v = zc_event_source(ev)) != NULL)
+		zc__span_attr_str(s, "cloudevents.event_source", v);
+	if ((v = zc_event_type(ev)) != NULL)
+		zc__span_attr_str(s, "cloudevents.event_type", v);
+	if ((v = zc_event_attr(ev, "specversion")) != NULL)
+		zc__span_attr_str(s, "cloudevents.event_spec_version", v);
+	if ((v = zc_event_attr(ev, "subject")) != NULL)
+		zc__span_attr_str(s, "cloudevents.event_subject", v);
+	if (err != ZC_OK) {
+		if (status > 0)
+			snprintf(code, sizeof(code), "%d", status);
+		zc__span_attr_str(s, "error.type",
+				  status > 0 ? code : zc__outcome_name(err));
+		zc__span_status(s, ZC_STATUS_ERROR, NULL);
+	}
+	zc__span_end(s, 0);
+}
+
 zc_err
 zc_event_send(zc_req *inbound, const char *target, const zc_event *ev)
 {
 	char url[2048], tname[64];
 	zc_req *ctx = inbound != NULL ? inbound : zc__current();
+	/* a dapr: target, named here or as K_SINK: a configuration switch */
+	const char *to = target != NULL ? target : zc_event_sink();
+	bool dapr = to != NULL && strncmp(to, "dapr:", 5) == 0;
 	const char *ct;
 	zc_event *out = NULL;
 	zc_call *call = NULL;
-	zc_tx *tx;
+	zc_tx *tx = zc__store_current_tx();
+	bool outbox = tx != NULL && zc__store_durable();
+	struct zc_span_ctx parent;
+	struct zc_span *span = NULL;
 	zc_err err;
-	int status;
+	int status = 0;
 
 	if (ev == NULL)
 		return ZC_ERR_INVALID;
-	if ((err = resolve(target, url, sizeof(url), tname, sizeof(tname))) !=
-	    ZC_OK)
+	err = dapr ? zc__dapr_publish_url(to + 5, url, sizeof(url), tname,
+					  sizeof(tname))
+		   : resolve(target, url, sizeof(url), tname, sizeof(tname));
+	if (err != ZC_OK)
 		return err;
 	if ((out = zc__ce_event_copy(ev)) == NULL)
 		return ZC_ERR_NOMEM;
+	span = producer_span(ctx, to, dapr, outbox, &parent);
 	err = fill_defaults(out, ctx);
 	if (err == ZC_OK)
 		err = apply_overrides(out);
 	if (err == ZC_OK)
-		err = add_trace(out, ctx);
+		err = add_trace(out, ctx, span != NULL ? &span->ctx : &parent);
 	if (err != ZC_OK)
 		goto done;
 	zc__ce_order_first(out);
@@ -349,16 +468,24 @@ zc_event_send(zc_req *inbound, const char *target, const zc_event *ev)
 	}
 	/* receivers dedupe on source + id, so a repeat is safe */
 	zc__call_set_repeatable(call);
-	if ((err = zc__ce_each_header(out, call_add, call)) != ZC_OK)
-		goto done;
-	ct = zc__ce_binary_ctype(out);
-	if ((out->data != NULL || ct != NULL) &&
-	    (err = zc__call_body(call, ct, out->data != NULL ? out->data : "",
-				 out->len)) != ZC_OK)
-		goto done;
+	if (span != NULL)
+		zc__call_trace(call, &span->ctx);
+	if (dapr) {
+		if ((err = structured_body(call, out)) != ZC_OK)
+			goto done;
+	} else {
+		if ((err = zc__ce_each_header(out, call_add, call)) != ZC_OK)
+			goto done;
+		ct = zc__ce_binary_ctype(out);
+		if ((out->data != NULL || ct != NULL) &&
+		    (err = zc__call_body(call, ct,
+					 out->data != NULL ? out->data : "",
+					 out->len)) != ZC_OK)
+			goto done;
+	}
 	/* a transactional handler's event waits for its commit: a row of
 	 * the store's outbox, which the relay delivers (SQLite, PostgreSQL) */
-	if ((tx = zc__store_current_tx()) != NULL && zc__store_durable()) {
+	if (outbox) {
 		if ((err = zc__relay_put(tx, call, "event")) == ZC_OK)
 			zc_debug("event %s %s queued in the outbox for %s",
 				 zc_event_type(out), zc_event_id(out), url);
@@ -379,6 +506,7 @@ zc_event_send(zc_req *inbound, const char *target, const zc_event *ev)
 			zc_event_type(out), zc_event_id(out), url,
 			zc_strerror(err), status, zc_call_attempts(call));
 done:
+	producer_span_end(span, out, err, status);
 	zc_call_free(call);
 	zc_event_free(out);
 	return err;

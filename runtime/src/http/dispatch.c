@@ -14,6 +14,7 @@ static void
 health(zc_app *app, zc_req *req, zc_res *res, bool readiness)
 {
 	int state = atomic_load(&app->state);
+	const char *gate;
 
 	(void)req;
 	if (!readiness) {
@@ -26,6 +27,9 @@ health(zc_app *app, zc_req *req, zc_res *res, bool readiness)
 	/* requests that need the store would get 503: send none here */
 	else if (app->uses_store && !zc__store_ready())
 		zc_res_jsonf(res, 503, "{s:s}", "status", "store unavailable");
+	/* something the function waits for (the Dapr sidecar) is not there */
+	else if ((gate = zc__ready_gate_reason()) != NULL)
+		zc_res_jsonf(res, 503, "{s:s}", "status", gate);
 	/* saturated: the probe itself is one of the requests in flight */
 	else if (app->cfg.max_inflight > 0 &&
 		 atomic_load(&app->inflight) - 1 >= app->cfg.max_inflight)
@@ -62,8 +66,24 @@ static int guarded(zc_req *req, zc_res *res, const struct zc_route *route,
 static void run_checks(zc_app *app, zc_req *req, zc_res *res,
 		       const struct zc_route *route, int rc);
 
+static void serve(zc_app *app, zc_req *req, zc_res *res);
+
 void
 zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
+{
+	serve(app, req, res);
+	if (req->ctx.server_span == NULL)
+		return;
+	/* spans a handler left open end with it */
+	zc__req_spans_unwind(req);
+	/* an in-process request has no connection to complete: its span
+	 * ends with its answer */
+	if (req->conn == NULL)
+		zc__server_span_end(req, res->status);
+}
+
+static void
+serve(zc_app *app, zc_req *req, zc_res *res)
 {
 	char *segs[ZC_MAX_SEGS];
 	char allow[128];
@@ -100,6 +120,8 @@ zc__dispatch(zc_app *app, zc_req *req, zc_res *res)
 		}
 		return;
 	}
+	/* probes and metrics above make no span; everything else does */
+	zc__server_span_begin(req);
 	if (req->ctx.path[0] == '\x01') {
 		/* an encoded NUL (%00): C would cut the path there */
 		zc_res_error(res, 400,

@@ -45,6 +45,7 @@ struct zc_app {
 	bool uses_store;      /* a transactional route or a schema: the
 				 store is opened (ZC_STORE_URL) */
 	void *events;         /* event routes, owned by events/ */
+	void *dapr;           /* Dapr subscriptions, owned by events/ */
 	atomic_int state;
 	atomic_long inflight;
 };
@@ -108,7 +109,8 @@ struct zc_req {
 	/* time */
 	long long start_ns;
 	long long deadline_ns;
-	int status; /* final status, for the access log */
+	int status;          /* final status, for the access log */
+	const char *version; /* "HTTP/1.1" (MHD's), NULL for test requests */
 };
 
 struct zc_res {
@@ -132,6 +134,12 @@ void zc__req_trace_begin(zc_req *req);
 int zc__req_headers(const zc_req *req,
 		    int (*fn)(const char *name, const char *value, void *arg),
 		    void *arg);
+/* The peer's address and port (a live connection's; false for a test
+ * request). */
+bool zc__req_peer(const zc_req *req, char *addr, size_t size, int *port);
+/* The query string rebuilt from its arguments ("a=1&b=2", values as
+ * decoded) into out; false when there is none. */
+bool zc__req_query_string(const zc_req *req, char *out, size_t size);
 void zc__res_init(zc_res *res);
 void zc__res_release(zc_res *res);
 void zc__res_reset(zc_res *res);
@@ -142,6 +150,50 @@ struct zc_answer zc__res_answer(const zc_res *res);
 
 /* Route req and run its handler (or answer 404/405/413/...) into res. */
 void zc__dispatch(zc_app *app, zc_req *req, zc_res *res);
+
+/* ---- spans of a request (tracing.c) ---- */
+/*
+ * The request's server span, when tracing is on and the sampler says so:
+ * a child of its traceparent (or a root in its new trace) whose span id is
+ * the trace's span_id, started at the request's start.  Sets the trace's
+ * sampled flag to the decision, so what the request propagates says it.
+ * Off: one relaxed load.
+ */
+void zc__server_span_begin(zc_req *req);
+/* End the spans a handler left open above the server span. */
+void zc__req_spans_unwind(zc_req *req);
+/* End the server span (and anything above it) with the final status: when
+ * the response is complete. */
+void zc__server_span_end(zc_req *req, int status);
+/* A child of the request's current span that becomes current (events'
+ * consumer and producer spans); NULL when not traced.  link (NULL: none)
+ * is added as a link. */
+struct zc_span *zc__req_span_push(zc_req *req, enum zc_span_kind kind,
+				  const char *name,
+				  const struct zc_span_ctx *link);
+/* End s and the spans opened inside it; its parent is current again. */
+void zc__req_span_pop(zc_req *req, struct zc_span *s);
+/*
+ * The context work started by req continues from (outbound calls, events,
+ * outbox rows): its current span's, else the trace's own ids with the
+ * sampling decision's flags.  Invalid (all zeros) when req is NULL, has
+ * no trace or tracing is off.
+ */
+void zc__req_span_ctx(const zc_req *req, struct zc_span_ctx *out);
+/* A method as the conventions name it: itself when known, else NULL
+ * (then "_OTHER" and "HTTP"). */
+const char *zc__known_method(const char *m);
+
+/* ---- readiness gates (ready.c) ---- */
+/*
+ * Close the gate name with reason (readiness then answers 503
+ * {"status":reason}), or open it (reason NULL).  name and reason are kept,
+ * not copied: literals.  0, or -1 when no gate is free (eight in all).
+ * Safe from any thread.
+ */
+int zc__ready_gate(const char *name, const char *reason);
+/* The reason of a closed gate, or NULL when every gate is open. */
+const char *zc__ready_gate_reason(void);
 
 /* ---- transactions and idempotency (transaction.c) ---- */
 /*

@@ -5,7 +5,10 @@
  */
 #include "http.h"
 
+#include <arpa/inet.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -211,4 +214,77 @@ zc__req_headers(const zc_req *req,
 			       arg)) != 0)
 			return w.rc;
 	return 0;
+}
+
+bool
+zc__req_peer(const zc_req *req, char *addr, size_t size, int *port)
+{
+	const union MHD_ConnectionInfo *ci;
+	const struct sockaddr *sa;
+
+	if (req->conn == NULL ||
+	    (ci = MHD_get_connection_info(
+		     req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS)) == NULL ||
+	    (sa = ci->client_addr) == NULL)
+		return false;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+		*port = ntohs(in->sin_port);
+		return inet_ntop(AF_INET, &in->sin_addr, addr,
+				 (socklen_t)size) != NULL;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		*port = ntohs(in6->sin6_port);
+		/* a dual-stack socket's IPv4 peer: its IPv4 address */
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+			return inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12],
+					 addr, (socklen_t)size) != NULL;
+		return inet_ntop(AF_INET6, &in6->sin6_addr, addr,
+				 (socklen_t)size) != NULL;
+	}
+	return false;
+}
+
+struct query_walk {
+	char *out;
+	size_t size, len;
+};
+
+static void
+query_add(struct query_walk *w, const char *k, const char *v)
+{
+	int n = snprintf(w->out + w->len, w->size - w->len, "%s%s%s%s",
+			 w->len > 0 ? "&" : "", k, v != NULL ? "=" : "",
+			 v != NULL ? v : "");
+
+	if (n > 0)
+		w->len += (size_t)n < w->size - w->len ? (size_t)n
+						       : w->size - w->len - 1;
+}
+
+static enum MHD_Result
+query_one(void *cls, enum MHD_ValueKind kind, const char *k, const char *v)
+{
+	(void)kind;
+	query_add(cls, k, v);
+	return MHD_YES;
+}
+
+bool
+zc__req_query_string(const zc_req *req, char *out, size_t size)
+{
+	struct query_walk w = {out, size, 0};
+	size_t i;
+
+	if (size == 0)
+		return false;
+	out[0] = '\0';
+	if (req->conn != NULL)
+		MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND,
+					  query_one, &w);
+	else
+		for (i = 0; i < req->nquery; i++)
+			query_add(&w, req->query[i].name, req->query[i].value);
+	return w.len > 0;
 }

@@ -50,6 +50,8 @@ queue(struct MHD_Connection *conn, zc_app *app, zc_req *req, zc_res *res)
 	req->status = res->status;
 	atomic_fetch_add(&answered_unsent, 1);
 	zc__metrics_request(req->route_id, req->ctx.method, res->status, ns);
+	/* the status is final: the server span ends with the answer */
+	zc__server_span_end(req, res->status);
 	zc__log_release(req, res->status, ns);
 	r = MHD_create_response_from_buffer(res->len, res->body,
 					    MHD_RESPMEM_MUST_FREE);
@@ -222,7 +224,6 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	zc_app *app = cls;
 	zc_req *req = *con_cls;
 
-	(void)version;
 	if (req == NULL) {
 		struct zc_track *track = track_of(conn);
 		const char *cl, *ua;
@@ -232,6 +233,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 			return MHD_NO;
 		zc__req_init(req, app, method, url);
 		req->conn = conn;
+		req->version = version;
 		*con_cls = req;
 		zc__track_request(track);
 		ua = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -332,6 +334,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 				: "client went away");
 	/* the next request's headers are timed from now */
 	zc__track_idle(track);
+	/* a span still open (no answer was queued): ended, not leaked */
+	zc__server_span_end(req, req->status);
 	zc__req_release(req);
 	free(req);
 	*con_cls = NULL;

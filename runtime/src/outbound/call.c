@@ -181,7 +181,14 @@ propagate(zc_call *call, zc_req *inbound)
 		inbound = zc__current();
 	if (inbound == NULL || inbound->ctx.trace.trace_id[0] == '\0')
 		return 0;
-	zc__trace_child(&inbound->ctx.trace, tp, sizeof(tp));
+	/* tracing on: the current span's context, whose flags say what was
+	 * sampled; each attempt then sends its own client span's */
+	if (zc__tracing_on())
+		zc__req_span_ctx(inbound, &call->trace_parent);
+	if (zc__tracing_on() && zc__span_ctx_valid(&call->trace_parent))
+		zc__span_ctx_traceparent(&call->trace_parent, tp);
+	else
+		zc__trace_child(&inbound->ctx.trace, tp, sizeof(tp));
 	if (hdr_add(&call->propagated, "traceparent", tp) != 0)
 		return -1;
 	/* tracestate belongs to the traceparent it came with */
@@ -383,6 +390,29 @@ zc_call_header(zc_call *call, const char *name, const char *value)
 	return ZC_OK;
 }
 
+void
+zc__call_trace(zc_call *call, const struct zc_span_ctx *parent)
+{
+	struct zc_hdr *h;
+	char tp[56];
+
+	if (call == NULL || parent == NULL || !zc__tracing_on() ||
+	    !zc__span_ctx_valid(parent))
+		return;
+	call->trace_parent = *parent;
+	zc__span_ctx_traceparent(parent, tp);
+	for (h = call->propagated; h != NULL; h = h->next)
+		if (strncasecmp(h->line, "traceparent:", 12) == 0) {
+			/* same length: "traceparent: " + 55 */
+			if (strlen(h->line) == 12 + 1 + 55)
+				memcpy(h->line + 13, tp, 56);
+			return;
+		}
+	if (hdr_add(&call->propagated, "traceparent", tp) != 0)
+		call->setup_err = call->setup_err != ZC_OK ? call->setup_err
+							   : ZC_ERR_NOMEM;
+}
+
 /* The receiver dedupes (CloudEvents: on source + id), so a repeat is safe. */
 void
 zc__call_set_repeatable(zc_call *call)
@@ -461,9 +491,16 @@ zc__call_wire_headers(const zc_call *call)
 		if (zc__curl_list_append(&l, h->line) != 0)
 			goto fail;
 	for (h = call->propagated; h != NULL; h = h->next) {
-		if (caller_set(call, h->line))
+		const char *hl = h->line;
+		if (caller_set(call, hl))
 			continue; /* the handler's own value wins */
-		if (zc__curl_list_append(&l, h->line) != 0)
+		if (call->attempt_tp[0] != '\0' &&
+		    strncasecmp(hl, "traceparent:", 12) == 0) {
+			snprintf(line, sizeof(line), "traceparent: %s",
+				 call->attempt_tp);
+			hl = line;
+		}
+		if (zc__curl_list_append(&l, hl) != 0)
 			goto fail;
 	}
 	if (call->target != NULL && call->target->mode == ZC_MODE_DAPR &&

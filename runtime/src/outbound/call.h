@@ -34,7 +34,14 @@ struct zc_call {
 	zc_req *inbound; /* for the deadline; NULL once queued async */
 	struct zc_target *target;
 	struct zc_hdr *propagated; /* trace headers, copied at new */
-	bool keyed;                /* carries an Idempotency-Key */
+	/* tracing on: the span each attempt's client span is a child of
+	 * (copied at new: an async call outlives its request); all zeros
+	 * when the call has no trace, and then no span */
+	struct zc_span_ctx trace_parent;
+	/* the traceparent of the attempt on the wire, replacing the
+	 * propagated one: the attempt's client span ("" when none) */
+	char attempt_tp[56];
+	bool keyed; /* carries an Idempotency-Key */
 	int attempts;
 	long retry_after_ms;
 	/*

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -132,6 +133,135 @@ guarded_attempt(zc_call *call, void *curl, struct curl_slist *hdrs, long total,
 	return err;
 }
 
+/* ---- client spans: one per attempt ---- */
+
+/* error.type for an attempt that got no status. */
+static const char *
+error_class(zc_err err)
+{
+	switch (err) {
+	case ZC_ERR_NOMEM:
+		return "out_of_memory";
+	case ZC_ERR_DNS:
+		return "name_resolution";
+	case ZC_ERR_REFUSED:
+		return "connection_refused";
+	case ZC_ERR_TIMEOUT:
+		return "timeout";
+	case ZC_ERR_TRANSPORT:
+		return "transport";
+	case ZC_ERR_TOO_LARGE:
+		return "reply_too_large";
+	case ZC_ERR_BREAKER_OPEN:
+		return "breaker_open";
+	case ZC_ERR_BULKHEAD_FULL:
+		return "bulkhead_full";
+	case ZC_ERR_DEADLINE:
+		return "deadline_exceeded";
+	default:
+		return "_OTHER";
+	}
+}
+
+/* url without userinfo into out; host and port into the span. */
+static void
+url_attrs(struct zc_span *s, const char *url)
+{
+	char out[ZC_URL_MAX], host[256];
+	const char *h, *end, *at = NULL, *p;
+	long port;
+	size_t n, i;
+	bool https = strncmp(url, "https://", 8) == 0;
+
+	h = strstr(url, "://");
+	if (h == NULL) {
+		zc__span_attr_str(s, "url.full", url);
+		return;
+	}
+	h += 3;
+	end = h + strcspn(h, "/?#");
+	for (p = h; p < end; p++)
+		if (*p == '@')
+			at = p + 1;
+	if (at != NULL) {
+		/* credentials never leave in a span */
+		snprintf(out, sizeof(out), "%.*s%s", (int)(h - url), url, at);
+		zc__span_attr_str(s, "url.full", out);
+		h = at;
+	} else {
+		zc__span_attr_str(s, "url.full", url);
+	}
+	port = https ? 443 : 80;
+	if (*h == '[') {
+		p = memchr(h, ']', (size_t)(end - h));
+		n = p != NULL ? (size_t)(p - h - 1) : 0;
+		i = 1;
+		p = p != NULL && p + 1 < end && p[1] == ':' ? p + 1 : NULL;
+	} else {
+		p = memchr(h, ':', (size_t)(end - h));
+		n = (size_t)((p != NULL ? p : end) - h);
+		i = 0;
+	}
+	if (p != NULL)
+		port = strtol(p + 1, NULL, 10);
+	if (n > 0 && n < sizeof(host)) {
+		memcpy(host, h + i, n);
+		host[n] = '\0';
+		zc__span_attr_str(s, "server.address", host);
+	}
+	zc__span_attr_int(s, "server.port", port);
+}
+
+/* The client span of one attempt (resend: attempts before it), or NULL
+ * when the call is not traced; its traceparent goes on the wire. */
+static struct zc_span *
+attempt_span(zc_call *call, int resend)
+{
+	const char *m;
+	struct zc_span *s;
+
+	call->attempt_tp[0] = '\0';
+	if (!zc__tracing_on() || !zc__span_ctx_valid(&call->trace_parent))
+		return NULL;
+	m = zc__known_method(call->method);
+	s = zc__span_start(ZC_SPAN_CLIENT, m != NULL ? m : "HTTP",
+			   &call->trace_parent, NULL, 0);
+	if (s == NULL)
+		return NULL;
+	zc__span_ctx_traceparent(&s->ctx, call->attempt_tp);
+	if (m != NULL) {
+		zc__span_attr_str(s, "http.request.method", m);
+	} else {
+		zc__span_attr_str(s, "http.request.method", "_OTHER");
+		zc__span_attr_str(s, "http.request.method_original",
+				  call->method);
+	}
+	url_attrs(s, call->url != NULL ? call->url : "");
+	if (resend > 0)
+		zc__span_attr_int(s, "http.request.resend_count", resend);
+	return s;
+}
+
+static void
+attempt_span_end(struct zc_span *s, const zc_call *call, zc_err err)
+{
+	char code[16];
+
+	if (s == NULL)
+		return;
+	if (call->status > 0)
+		zc__span_attr_int(s, "http.response.status_code", call->status);
+	if (call->status >= 400) {
+		snprintf(code, sizeof(code), "%d", call->status);
+		zc__span_attr_str(s, "error.type", code);
+		zc__span_status(s, ZC_STATUS_ERROR, NULL);
+	} else if (err != ZC_OK && err != ZC_ERR_HTTP) {
+		zc__span_attr_str(s, "error.type", error_class(err));
+		zc__span_status(s, ZC_STATUS_ERROR, zc_strerror(err));
+	}
+	zc__span_end(s, 0);
+}
+
 zc_err
 zc_call_perform(zc_call *call)
 {
@@ -139,6 +269,8 @@ zc_call_perform(zc_call *call)
 	long long now, end, drain;
 	long total, connect, left, wait;
 	bool clamped = false;
+	struct zc_span *span;
+	int tries = 0;
 	void *curl;
 	zc_err err;
 
@@ -180,8 +312,7 @@ zc_call_perform(zc_call *call)
 
 	if ((curl = zc__curl_handle()) == NULL)
 		return ZC_ERR_NOMEM;
-	if ((hdrs = zc__call_wire_headers(call)) == NULL)
-		return ZC_ERR_NOMEM;
+	hdrs = NULL; /* built for the first attempt */
 	/* libcurl may send again on a new connection: see curl.c on_prereq */
 	call->may_resend = repeatable(call);
 
@@ -193,7 +324,18 @@ zc_call_perform(zc_call *call)
 			break;
 		}
 		connect = call->connect_ms < left ? call->connect_ms : left;
+		/* a traced attempt carries its own span's traceparent */
+		if ((span = attempt_span(call, tries++)) != NULL ||
+		    hdrs == NULL) {
+			zc__curl_list_free(hdrs);
+			if ((hdrs = zc__call_wire_headers(call)) == NULL) {
+				attempt_span_end(span, call, ZC_ERR_NOMEM);
+				err = ZC_ERR_NOMEM;
+				break;
+			}
+		}
 		err = guarded_attempt(call, curl, hdrs, left, connect);
+		attempt_span_end(span, call, err);
 		if (err == ZC_OK || !transient(call, err) ||
 		    !call->may_resend ||
 		    call->attempts > call->target->policy.retries)

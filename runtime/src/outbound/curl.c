@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /*
  * libcurl is loaded with dlopen when first needed, not linked: it and the
@@ -211,7 +212,26 @@ on_prereq(void *arg, char *conn_primary_ip, char *conn_local_ip,
 	return CURL_PREREQFUNC_OK;
 }
 
-/* curl's header callback: keep Retry-After (delta-seconds form). */
+/* Retry-After's HTTP-date form (IMF-fixdate) as ms from now, or -1. */
+static long
+retry_after_date(const char *v)
+{
+	struct tm tm;
+	const char *end;
+	time_t t, now = time(NULL);
+
+	while (*v == ' ' || *v == '\t')
+		v++;
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	if (end == NULL || (t = timegm(&tm)) == (time_t)-1)
+		return -1;
+	if (t <= now)
+		return 0;
+	return t - now < 86400 ? (long)(t - now) * 1000 : -1;
+}
+
+/* curl's header callback: keep Retry-After (delta-seconds or a date). */
 static size_t
 on_reply_header(char *data, size_t size, size_t nmemb, void *arg)
 {
@@ -219,7 +239,7 @@ on_reply_header(char *data, size_t size, size_t nmemb, void *arg)
 	size_t n = size * nmemb;
 
 	if (n > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
-		char buf[32];
+		char buf[48]; /* an HTTP-date is 29 */
 		size_t k = n - 12 < sizeof(buf) - 1 ? n - 12 : sizeof(buf) - 1;
 		char *end;
 		long v;
@@ -229,6 +249,8 @@ on_reply_header(char *data, size_t size, size_t nmemb, void *arg)
 		v = strtol(buf, &end, 10);
 		if (end != buf && v >= 0 && v < 86400)
 			call->retry_after_ms = v * 1000;
+		else if (end == buf && (v = retry_after_date(buf)) >= 0)
+			call->retry_after_ms = v;
 	}
 	return n;
 }

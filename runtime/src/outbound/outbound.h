@@ -67,6 +67,12 @@ const char *zc__outcome_name(int outcome);
  * (mode: how the caller, having just resolved name, reaches it); NULL
  * only on ENOMEM.  Lock-free after creation. */
 struct zc_target *zc__target_use(const char *name, int mode);
+/* The same with a policy of the caller's (NULL: the defaults), for the
+ * runtime's own targets (the Dapr sidecar's, reached in ZC_MODE_DAPR, so
+ * calls carry DAPR_API_TOKEN, but with the global retries: publishing
+ * is not service invocation, which the sidecar retries itself). */
+struct zc_target *zc__target_with(const char *name, int mode,
+				  const zc_policy *policy);
 /* The same for a caller that has not resolved name (tests): resolves it
  * if the target is new. */
 struct zc_target *zc__target_get(const char *name);
@@ -96,6 +102,10 @@ char *zc__call_record(const zc_call *call);
 zc_call *zc__call_new_url(zc_req *inbound, const char *target_name,
 			  const char *url, const char *method);
 void zc__call_set_repeatable(zc_call *call);
+/* The span the call's attempts are children of, replacing what it copied
+ * from its request (the outbox relay's and event producer spans); its
+ * traceparent is what the call carries.  Tracing off: nothing. */
+void zc__call_trace(zc_call *call, const struct zc_span_ctx *parent);
 zc_err zc__call_body(zc_call *call, const char *content_type, const void *data,
 		     size_t len);
 
@@ -117,5 +127,26 @@ long zc__relay_drain(long long deadline_ns);
 int zc__relay_pass(const char *owner, int max, long long lease_ms);
 /* The outbox's metrics families. */
 void zc__relay_metrics(struct zc_buf *out, void *arg);
+
+/* ---- trace export (export.c) ---- */
+/*
+ * Read the OTEL_* variables (core/otel_env.c) for the function named
+ * service and, when they turn tracing on, start recording spans and the
+ * exporter thread (zc-otel), register its /metrics families and log one
+ * line saying where spans go.  With tracing off: nothing, no thread.
+ * Before the server starts.  0, or -1 when the thread cannot start
+ * (logged; the function runs untraced).
+ */
+int zc__tracing_start(const char *service);
+/* Whether the exporter runs. */
+bool zc__tracing_running(void);
+/*
+ * Export what is queued until deadline_ns (zc__now_ns clock; an export in
+ * progress is cut off there), then stop the thread and recording; spans
+ * still queued are counted dropped (reason "shutdown").  After the
+ * server drained, so the last requests' spans go too.  No-op when not
+ * running.
+ */
+void zc__tracing_stop(long long deadline_ns);
 
 #endif /* ZC_OUTBOUND_H */

@@ -204,7 +204,7 @@ zc__relay_put(zc_tx *tx, zc_call *call, const char *kind)
  * A row as a call
  * ------------------------------------------------------------------- */
 static zc_call *
-row_call(const struct zc_outbox_row *row)
+row_call(const struct zc_outbox_row *row, struct zc_span_ctx *queued)
 {
 	const char *p = row->path != NULL ? row->path : "";
 	const char *line, *end, *v;
@@ -242,7 +242,17 @@ row_call(const struct zc_outbox_row *row)
 			zc_call_header(call, name, "");
 		}
 	}
-	if (row->traceparent != NULL)
+	/* tracing on: the context the row was queued in is the relay
+	 * span's parent and link, and each attempt sends its own span's
+	 * traceparent; off, the row's goes as it is */
+	memset(queued, 0, sizeof(*queued));
+	if (row->traceparent != NULL && zc__tracing_on()) {
+		struct zc_trace t;
+		if (zc__trace_parse(row->traceparent, &t))
+			zc__span_ctx_from_hex(queued, t.trace_id, t.parent_id,
+					      t.flags, true);
+	}
+	if (row->traceparent != NULL && !zc__span_ctx_valid(queued))
 		zc_call_header(call, "traceparent", row->traceparent);
 	if (row->tracestate != NULL)
 		zc_call_header(call, "tracestate", row->tracestate);
@@ -331,6 +341,52 @@ log_dead(const struct zc_outbox_row *row, zc_call *call, zc_err err, int status)
 	free(rec);
 }
 
+/*
+ * The span of one delivery attempt: a PRODUCER "send {target}" in the
+ * trace of the transaction that queued the row, its child and linked to
+ * it (the delivery is deferred work that request did not wait for); the
+ * call's client spans are its children.  NULL when not sampled.
+ */
+static struct zc_span *
+delivery_span(const struct zc_outbox_row *row, zc_call *call,
+	      const struct zc_span_ctx *queued)
+{
+	struct zc_span *s;
+	char name[128];
+
+	if (!zc__span_ctx_valid(queued))
+		return NULL;
+	snprintf(name, sizeof(name), "send %s",
+		 row->target != NULL ? row->target : "");
+	s = zc__span_start(ZC_SPAN_PRODUCER, name, queued, NULL, 0);
+	zc__call_trace(call, s != NULL ? &s->ctx : queued);
+	if (s == NULL)
+		return NULL;
+	zc__span_link(s, queued);
+	zc__span_attr_str(s, "messaging.system", "zenith.outbox");
+	zc__span_attr_str(s, "messaging.operation.name", "send");
+	zc__span_attr_str(s, "messaging.operation.type", "send");
+	if (row->target != NULL)
+		zc__span_attr_str(s, "messaging.destination.name", row->target);
+	zc__span_attr_str(s, "messaging.message.id", row->id);
+	zc__span_attr_str(s, "zenith.outbox.kind",
+			  row->kind != NULL ? row->kind : "call");
+	zc__span_attr_int(s, "zenith.outbox.attempt", row->attempts);
+	return s;
+}
+
+static void
+delivery_span_end(struct zc_span *s, const char *why)
+{
+	if (s == NULL)
+		return;
+	if (why != NULL) {
+		zc__span_attr_str(s, "error.type", why);
+		zc__span_status(s, ZC_STATUS_ERROR, NULL);
+	}
+	zc__span_end(s, 0);
+}
+
 /* Deliver one claimed row, its lease ending at lease_end_ns: true when
  * delivered (the caller deletes it), else its outcome is recorded. */
 static bool
@@ -338,7 +394,9 @@ deliver(const char *owner, const struct zc_outbox_row *row,
 	long long lease_end_ns)
 {
 	long long left_ms = (lease_end_ns - zc__now_ns()) / 1000000LL;
-	zc_call *call = row_call(row);
+	struct zc_span_ctx queued;
+	zc_call *call = row_call(row, &queued);
+	struct zc_span *span;
 	char why[160];
 	zc_err err, serr;
 	int status = 0;
@@ -350,6 +408,7 @@ deliver(const char *owner, const struct zc_outbox_row *row,
 		return false;
 	}
 	zc__call_detach(call, &drain_ns);
+	span = delivery_span(row, call, &queued);
 	if (left_ms - LEASE_MARGIN_MS < call->timeout_ms)
 		zc_call_timeout_ms(call, left_ms - LEASE_MARGIN_MS > 100
 						 ? left_ms - LEASE_MARGIN_MS
@@ -364,6 +423,7 @@ deliver(const char *owner, const struct zc_outbox_row *row,
 		zc_debug("outbox: row %s delivered to %s (HTTP %d, attempt "
 			 "%d)",
 			 row->id, zc_call_url(call), status, row->attempts);
+		delivery_span_end(span, NULL);
 		zc_call_free(call);
 		return true;
 	}
@@ -373,6 +433,13 @@ deliver(const char *owner, const struct zc_outbox_row *row,
 		snprintf(why, sizeof(why), "HTTP %d", status);
 	else
 		snprintf(why, sizeof(why), "%s", zc_strerror(err));
+	if (status > 0) {
+		char code[16];
+		snprintf(code, sizeof(code), "%d", status);
+		delivery_span_end(span, code);
+	} else {
+		delivery_span_end(span, zc__outcome_name(err));
+	}
 	if (permanent(row, err, status)) {
 		atomic_fetch_add(&deliveries[D_DEAD], 1);
 		log_dead(row, call, err, status);

@@ -157,6 +157,17 @@ zc__target_use(const char *name, int mode)
 }
 
 struct zc_target *
+zc__target_with(const char *name, int mode, const zc_policy *policy)
+{
+	struct zc_target *t = find(name);
+	bool created;
+
+	if (t != NULL)
+		return t;
+	return create(name, mode, policy, &created);
+}
+
+struct zc_target *
 zc__target_get(const char *name)
 {
 	char url[2048];
