@@ -83,6 +83,10 @@ class DaprTest(E2ETestCase):
         fn = self.function(sc.port, port=port, wait=False)
         # listening first: liveness and the app's routes answer at once
         self.assertTrue(poll(lambda: live(fn.port), T(5)), fn.tail())
+        # liveness answers while start-up finishes ("starting"); once the
+        # function is up, readiness names the sidecar it waits for
+        self.assertTrue(poll(lambda: self.readiness(fn).json() !=
+                             {"status": "starting"}, T(5)), fn.tail())
         r = self.readiness(fn)
         self.assertStatus(r, 503)
         self.assertEqual(self.assertCompactJson(r, ["status"]), WAITING)

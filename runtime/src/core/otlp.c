@@ -77,11 +77,19 @@ utf8_clean_len(const char *s, size_t n, bool *clean)
 
 /* ---- protobuf ---- */
 
-/* Output: p NULL only counts, so one function both sizes and writes a
- * message and the two can never disagree. */
+/*
+ * Output: p NULL only counts, so one function both sizes and writes a
+ * message and the two can never disagree.  The counting pass records each
+ * nested message's length in sizes[], in the order the writing pass meets
+ * them (pre-order), so every byte is visited twice in all rather than once
+ * per level of nesting (a span attribute sits six levels deep).
+ */
 struct pb {
 	uint8_t *p;
 	size_t len;
+	size_t *sizes;
+	size_t nsizes, cap, next;
+	bool nomem;
 };
 
 static void
@@ -174,21 +182,49 @@ pb_str(struct pb *b, unsigned field, const char *s)
 	}
 }
 
-/* A nested message: its length (counted by a first call) then itself. */
+/* A nested message: its length (from the counting pass) then itself. */
 typedef void (*pb_msg)(struct pb *b, const void *arg);
+
+static size_t
+varint_len(uint64_t v)
+{
+	size_t n = 1;
+
+	while (v > 0x7f) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
 
 static void
 pb_message(struct pb *b, unsigned field, pb_msg fn, const void *arg)
 {
-	struct pb count = {NULL, 0};
+	size_t slot, start, inner;
 
-	fn(&count, arg);
-	pb_tag(b, field, 2);
-	pb_varint(b, count.len);
-	if (b->p == NULL)
-		b->len += count.len;
-	else
+	if (b->p != NULL) {
+		inner = b->next < b->nsizes ? b->sizes[b->next++] : 0;
+		pb_tag(b, field, 2);
+		pb_varint(b, inner);
 		fn(b, arg);
+		return;
+	}
+	if (b->nsizes == b->cap) {
+		size_t ncap = b->cap == 0 ? 64 : b->cap * 2;
+		size_t *ns = realloc(b->sizes, ncap * sizeof(*ns));
+		if (ns == NULL) {
+			b->nomem = true;
+			return;
+		}
+		b->sizes = ns;
+		b->cap = ncap;
+	}
+	slot = b->nsizes++; /* before the children's: pre-order */
+	start = b->len;
+	fn(b, arg);
+	inner = b->len - start;
+	b->sizes[slot] = inner;
+	b->len += varint_len((uint64_t)field << 3 | 2) + varint_len(inner);
 }
 
 /* AnyValue: a oneof, so even a zero or empty value is written. */
@@ -365,15 +401,18 @@ zc__otlp_protobuf(const struct zc_otel *o, const struct zc_span *list,
 		  size_t *len)
 {
 	struct batch t = {o, list};
-	struct pb b = {NULL, 0};
+	struct pb b = {0};
 	size_t total;
 
 	pb_request(&b, &t);
 	total = b.len;
-	if ((b.p = malloc(total > 0 ? total : 1)) == NULL)
+	if (b.nomem || (b.p = malloc(total > 0 ? total : 1)) == NULL) {
+		free(b.sizes);
 		return NULL;
+	}
 	b.len = 0;
 	pb_request(&b, &t);
+	free(b.sizes);
 	*len = b.len; /* == total: the same code counted it */
 	return (char *)b.p;
 }

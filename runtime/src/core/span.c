@@ -287,7 +287,8 @@ zc__span_set_name(struct zc_span *s, const char *name)
 static void
 attr_clear(struct zc_attr *a)
 {
-	free(a->key);
+	if (a->own_key)
+		free(a->key);
 	if (a->type == ZC_ATTR_STR)
 		free(a->v.s);
 }
@@ -296,7 +297,7 @@ attr_clear(struct zc_attr *a)
  * the limit (counted) or out of memory. */
 static struct zc_attr *
 attr_slot(struct zc_attr **attrs, int *n, int *cap, int *dropped,
-	  const char *key)
+	  const char *key, bool copy)
 {
 	struct zc_attr *a;
 	int i;
@@ -323,8 +324,11 @@ attr_slot(struct zc_attr **attrs, int *n, int *cap, int *dropped,
 		*cap = ncap;
 	}
 	a = &(*attrs)[*n];
-	if ((a->key = strdup(key)) == NULL)
+	if (!copy)
+		a->key = (char *)key;
+	else if ((a->key = strdup(key)) == NULL)
 		return NULL;
+	a->own_key = copy;
 	a->type = ZC_ATTR_INT;
 	a->v.i = 0;
 	(*n)++;
@@ -332,18 +336,18 @@ attr_slot(struct zc_attr **attrs, int *n, int *cap, int *dropped,
 }
 
 static struct zc_attr *
-span_attr(struct zc_span *s, const char *key)
+span_attr(struct zc_span *s, const char *key, bool copy)
 {
 	if (s == NULL || s->ended || key == NULL || key[0] == '\0')
 		return NULL;
 	return attr_slot(&s->attrs, &s->nattrs, &s->attrs_cap,
-			 &s->dropped_attrs, key);
+			 &s->dropped_attrs, key, copy);
 }
 
 void
 zc__span_attr_str(struct zc_span *s, const char *key, const char *value)
 {
-	struct zc_attr *a = span_attr(s, key);
+	struct zc_attr *a = span_attr(s, key, false);
 
 	if (a == NULL)
 		return;
@@ -354,7 +358,7 @@ zc__span_attr_str(struct zc_span *s, const char *key, const char *value)
 void
 zc__span_attr_int(struct zc_span *s, const char *key, int64_t value)
 {
-	struct zc_attr *a = span_attr(s, key);
+	struct zc_attr *a = span_attr(s, key, false);
 
 	if (a != NULL)
 		a->v.i = value;
@@ -363,7 +367,7 @@ zc__span_attr_int(struct zc_span *s, const char *key, int64_t value)
 void
 zc__span_attr_double(struct zc_span *s, const char *key, double value)
 {
-	struct zc_attr *a = span_attr(s, key);
+	struct zc_attr *a = span_attr(s, key, false);
 
 	if (a != NULL) {
 		a->type = ZC_ATTR_DOUBLE;
@@ -374,7 +378,7 @@ zc__span_attr_double(struct zc_span *s, const char *key, double value)
 void
 zc__span_attr_bool(struct zc_span *s, const char *key, bool value)
 {
-	struct zc_attr *a = span_attr(s, key);
+	struct zc_attr *a = span_attr(s, key, false);
 
 	if (a != NULL) {
 		a->type = ZC_ATTR_BOOL;
@@ -421,7 +425,7 @@ zc__span_event_attr_str(struct zc_span *s, const char *key, const char *value)
 	e = &s->events[s->nevents - 1];
 	/* an event's attribute array is sized exactly: few, set once */
 	cap = e->nattrs;
-	a = attr_slot(&e->attrs, &e->nattrs, &cap, NULL, key);
+	a = attr_slot(&e->attrs, &e->nattrs, &cap, NULL, key, true);
 	if (a == NULL)
 		return;
 	a->v.s = strdup(value != NULL ? value : "");
@@ -582,28 +586,47 @@ zc__span_counts(struct zc_span_counts *out)
 
 /* ---- the public calls that need no request ---- */
 
+/* A handler's key may be its own buffer: these copy it. */
 void
 zc_span_set_str(zc_span *span, const char *key, const char *value)
 {
-	zc__span_attr_str(span, key, value);
+	struct zc_attr *a = span_attr(span, key, true);
+
+	if (a == NULL)
+		return;
+	a->v.s = strdup(value != NULL ? value : "");
+	a->type = a->v.s != NULL ? ZC_ATTR_STR : ZC_ATTR_INT;
 }
 
 void
 zc_span_set_int(zc_span *span, const char *key, int64_t value)
 {
-	zc__span_attr_int(span, key, value);
+	struct zc_attr *a = span_attr(span, key, true);
+
+	if (a != NULL)
+		a->v.i = value;
 }
 
 void
 zc_span_set_double(zc_span *span, const char *key, double value)
 {
-	zc__span_attr_double(span, key, value);
+	struct zc_attr *a = span_attr(span, key, true);
+
+	if (a != NULL) {
+		a->type = ZC_ATTR_DOUBLE;
+		a->v.d = value;
+	}
 }
 
 void
 zc_span_set_bool(zc_span *span, const char *key, bool value)
 {
-	zc__span_attr_bool(span, key, value);
+	struct zc_attr *a = span_attr(span, key, true);
+
+	if (a != NULL) {
+		a->type = ZC_ATTR_BOOL;
+		a->v.b = value;
+	}
 }
 
 void

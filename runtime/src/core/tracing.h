@@ -35,9 +35,11 @@ enum zc_span_status {
 
 enum zc_attr_type { ZC_ATTR_STR, ZC_ATTR_INT, ZC_ATTR_DOUBLE, ZC_ATTR_BOOL };
 
-/* One attribute; key and a string value are owned by the span. */
+/* One attribute; a string value is owned by the span, the key when
+ * own_key says so (the runtime's keys are literals, not copied). */
 struct zc_attr {
 	char *key;
+	bool own_key;
 	enum zc_attr_type type;
 	union {
 		char *s;
@@ -172,6 +174,8 @@ struct zc_span *zc__span_start(enum zc_span_kind kind, const char *name,
 			       const struct zc_span_ctx *parent,
 			       const uint8_t span_id[8], long long start_ns);
 void zc__span_set_name(struct zc_span *s, const char *name);
+/* key must outlive the span: a string literal (handlers' keys go through
+ * zc_span_set_*, which copy them). */
 void zc__span_attr_str(struct zc_span *s, const char *key, const char *value);
 void zc__span_attr_int(struct zc_span *s, const char *key, int64_t value);
 void zc__span_attr_double(struct zc_span *s, const char *key, double value);
