@@ -374,6 +374,17 @@ post(const char *body, size_t len, size_t n, char *why, size_t whysize)
 			snprintf(why, whysize, "HTTP %d", wire->status);
 		else
 			snprintf(why, whysize, "%s", zc_strerror(err));
+		/*
+		 * Shutting down, a collector that cannot be reached will not
+		 * be reached in the seconds left either: give up at once
+		 * rather than hold the pod's exit until the drain deadline.
+		 * 429 and 5xx answers are still retried within it.
+		 */
+		if (err != ZC_ERR_HTTP && atomic_load(&stopping)) {
+			snprintf(why + strlen(why), whysize - strlen(why),
+				 "; not retried while shutting down");
+			return -1;
+		}
 		wait = wire->retry_after_ms > 0 ? wire->retry_after_ms
 						: backoff(attempt);
 		if (end != LLONG_MAX &&
