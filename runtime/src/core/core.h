@@ -8,6 +8,7 @@
 #define ZC_CORE_H
 
 #include "zenith.h"
+#include "fiber.h"
 
 #include <pthread.h>
 #include <stdarg.h>
