@@ -373,7 +373,12 @@ zc__fiber_new(void (*fn)(void *arg), void *arg, size_t stack_size)
 
 		top &= ~(uintptr_t)15;
 		sp = (void **)top;
-		*--sp = NULL;                    /* keeps rsp 16-aligned */
+		/*
+		 * The ret into zc__ctx_entry leaves rsp at top, 16-aligned,
+		 * so its call enters the trampoline with rsp = 8 mod 16 as
+		 * the ABI wants (a pad word here misaligned every frame, and
+		 * the first aligned SSE store to the stack faulted).
+		 */
 		*--sp = (void *)zc__ctx_entry;   /* ret goes here */
 		*--sp = NULL;                    /* rbp */
 		*--sp = f;                       /* rbx */
