@@ -240,8 +240,7 @@ run_thread(void *p)
 /* The ABI's alignment: rsp = 8 mod 16 at every function's entry, which
  * aligned SSE spills (printf's of a double, memcpy of a stack array)
  * rely on; a misaligned fiber stack faults there. */
-static void __attribute__((noinline))
-aligned_frames(void *arg)
+static void __attribute__((noinline)) aligned_frames(void *arg)
 {
 	_Alignas(16) volatile char buf[32];
 	char out[64];

@@ -672,6 +672,7 @@ zc__server_metrics(struct zc_buf *o, void *arg)
 	for (i = 0; i < srv->nworkers; i++)
 		zc__buf_printf(o, "zc_http_connections_open{loop=\"%zu\"} %d\n",
 			       i, atomic_load(&srv->workers[i].conns));
+	zc__loop_metrics(o);
 }
 
 void
