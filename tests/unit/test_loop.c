@@ -6,6 +6,7 @@
  * current, and a turn that holds the loop is counted.
  */
 #include <pthread.h>
+#include <sys/epoll.h>
 
 #include "internal.h"
 #include "testutil.h"
@@ -171,6 +172,51 @@ START_TEST(task_that_waits_resumes_with_its_request)
 }
 END_TEST
 
+struct pw {
+	struct zc_watch w;
+	struct pw *other;
+	struct zc_loop *l;
+	int calls;
+};
+
+static void
+on_readable(struct zc_watch *w, uint32_t ev)
+{
+	struct pw *p = (struct pw *)w;
+
+	(void)ev;
+	p->calls++;
+	/* the other's event is in this batch too: it must not be called */
+	zc__loop_unwatch(p->l, &p->other->w);
+	zc__loop_unwatch(p->l, w);
+	zc__loop_stop(p->l);
+}
+
+START_TEST(unwatched_in_a_batch_is_not_called)
+{
+	struct zc_loop *l = zc__loop_new();
+	struct pw a = {.w.cb = on_readable, .l = l};
+	struct pw b = {.w.cb = on_readable, .l = l};
+	int pa[2], pb[2];
+
+	a.other = &b;
+	b.other = &a;
+	ck_assert_int_eq(pipe(pa), 0);
+	ck_assert_int_eq(pipe(pb), 0);
+	ck_assert_int_eq(write(pa[1], "x", 1), 1);
+	ck_assert_int_eq(write(pb[1], "x", 1), 1);
+	ck_assert_int_eq(zc__loop_watch(l, &a.w, pa[0], EPOLLIN), 0);
+	ck_assert_int_eq(zc__loop_watch(l, &b.w, pb[0], EPOLLIN), 0);
+	zc__loop_run(l);
+	ck_assert_int_eq(a.calls + b.calls, 1);
+	zc__loop_free(l);
+	close(pa[0]);
+	close(pa[1]);
+	close(pb[0]);
+	close(pb[1]);
+}
+END_TEST
+
 static void
 spin_fn(struct zc_task *t)
 {
@@ -212,6 +258,7 @@ main(void)
 	tcase_add_test(tc, task_without_wait_finishes_in_line);
 	tcase_add_test(tc, task_that_waits_resumes_with_its_request);
 	tcase_add_test(tc, a_turn_that_holds_the_loop_is_counted);
+	tcase_add_test(tc, unwatched_in_a_batch_is_not_called);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

@@ -44,6 +44,9 @@ struct zc_loop {
 	struct zc_task *ready_head, **ready_tail;
 	void (*turn)(void *arg);
 	void *turn_arg;
+	/* the batch epoll_wait returned, while it is dispatched */
+	struct epoll_event *batch;
+	int batch_next, batch_n;
 	struct hook *close_hooks;
 };
 
@@ -188,11 +191,21 @@ zc__loop_watch(struct zc_loop *l, struct zc_watch *w, int fd, uint32_t events)
 void
 zc__loop_unwatch(struct zc_loop *l, struct zc_watch *w)
 {
+	int i;
+
 	if (!w->added)
 		return;
 	/* the descriptor may be closed already: then epoll dropped it */
 	(void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, w->fd, NULL);
 	w->added = false;
+	/*
+	 * An event for it may still wait in the batch being dispatched (an
+	 * earlier callback of the batch had curl drop the socket): w may be
+	 * freed once this returns, so that event goes.
+	 */
+	for (i = l->batch_next; i < l->batch_n; i++)
+		if (l->batch[i].data.ptr == w)
+			l->batch[i].data.ptr = NULL;
 }
 
 /* ---- posts from other threads ---- */
@@ -368,10 +381,16 @@ zc__loop_run(struct zc_loop *l)
 			zc_error("event loop: epoll_wait: %s", strerror(errno));
 			break;
 		}
+		l->batch = evs;
+		l->batch_n = n;
 		for (i = 0; i < n; i++) {
 			struct zc_watch *w = evs[i].data.ptr;
-			w->cb(w, evs[i].events);
+
+			l->batch_next = i + 1;
+			if (w != NULL)
+				w->cb(w, evs[i].events);
 		}
+		l->batch_n = 0;
 		run_timers(l);
 	}
 	cur_loop = NULL;
