@@ -315,6 +315,13 @@ setup_handle_once(CURL *curl)
 	 */
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(curl, CURLOPT_MAXAGE_CONN, 10L);
+	/*
+	 * The receive buffer each handle keeps: 4 KiB rather than 16 holds
+	 * a function's JSON answer in one read, and on a loop there is a
+	 * handle per call in flight (256 connections: 3 MiB less resident).
+	 */
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 4096L);
 	return rc;
 }
 
