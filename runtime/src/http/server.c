@@ -77,6 +77,7 @@ queue(struct MHD_Connection *conn, zc_app *app, zc_req *req, zc_res *res)
  */
 struct run {
 	struct zc_task task; /* first: the task is the run */
+	struct run *prev, *next; /* the loop's waiting runs (w->waiting) */
 	struct MHD_Connection *conn;
 	zc_app *app;
 	zc_req *req;
@@ -97,6 +98,12 @@ run_done(struct zc_task *t)
 {
 	struct run *r = (struct run *)t;
 
+	if (r->prev != NULL)
+		r->prev->next = r->next;
+	else
+		r->w->waiting = r->next;
+	if (r->next != NULL)
+		r->next->prev = r->prev;
 	/* MHD takes a response for a suspended connection at any time */
 	if (queue(r->conn, r->app, r->req, &r->res) != MHD_YES)
 		r->req->unqueued = true; /* closed when MHD calls again */
@@ -131,6 +138,13 @@ respond(struct MHD_Connection *conn, zc_app *app, zc_req *req)
 			free(r);
 			return ret;
 		case 0:
+			/* kept where the server can reach it (and LeakSanitizer
+			 * at an exit past the drain deadline) */
+			r->prev = NULL;
+			r->next = r->w->waiting;
+			if (r->next != NULL)
+				r->next->prev = r;
+			r->w->waiting = r;
 			MHD_suspend_connection(conn);
 			return MHD_YES;
 		default:

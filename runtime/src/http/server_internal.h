@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 struct MHD_Daemon;
+struct run;
 
 /* watchdog.c's thread, one per server. */
 struct zc_watchdog {
@@ -46,6 +47,7 @@ struct zc_worker {
 	struct zc_watch mhd_watch; /* MHD's epoll set */
 	struct zc_timer mhd_timer; /* MHD_get_timeout */
 	bool run_mhd;              /* a connection was resumed or added */
+	struct run *waiting;       /* handlers waiting (server.c's runs) */
 	struct zc_server *srv;
 };
 
