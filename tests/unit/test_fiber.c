@@ -6,6 +6,8 @@
  * works on several threads at once (the TSan build checks the last).
  */
 #include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "internal.h"
 #include "testutil.h"
@@ -235,6 +237,32 @@ run_thread(void *p)
 	return NULL;
 }
 
+/* The ABI's alignment: rsp = 8 mod 16 at every function's entry, which
+ * aligned SSE spills (printf's of a double, memcpy of a stack array)
+ * rely on; a misaligned fiber stack faults there. */
+static void __attribute__((noinline)) aligned_frames(void *arg)
+{
+	_Alignas(16) volatile char buf[32];
+	char out[64];
+
+	buf[0] = 1;
+	*(uintptr_t *)arg = (uintptr_t)buf % 16;
+	snprintf(out, sizeof(out), "%.3f %.3f", 1.5, (double)buf[0]);
+	ck_assert_str_eq(out, "1.500 1.000");
+}
+
+START_TEST(stack_is_abi_aligned)
+{
+	uintptr_t mis = 99;
+	struct zc_fiber *f = zc__fiber_new(aligned_frames, &mis, 0);
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert(zc__fiber_resume(f));
+	ck_assert_uint_eq(mis, 0);
+	zc__fiber_free(f);
+}
+END_TEST
+
 START_TEST(threads_run_their_own_fibers)
 {
 	struct shared sh = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -265,6 +293,7 @@ main(void)
 	tcase_add_test(tc, deep_frames_fit_the_default_stack);
 	tcase_add_test(tc, stacks_are_reused);
 	tcase_add_test(tc, threads_run_their_own_fibers);
+	tcase_add_test(tc, stack_is_abi_aligned);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

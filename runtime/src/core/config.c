@@ -256,6 +256,14 @@ zc__config_load(zc_config *cfg, char *err, size_t errsize)
 	if (env_int("ZC_ASYNC_WORKERS", 1, 64, &cfg->async_workers, err,
 		    errsize))
 		return -1;
+	/* read where they are used (fiber.c, loop.c); checked here */
+	v = 256;
+	if (zc__env_long("ZC_FIBER_STACK_KB", 32, 65536, &v, err, errsize))
+		return -1;
+	v = 100;
+	if (zc__env_long("ZC_LOOP_BLOCK_WARN_MS", 0, 3600000, &v, err,
+			 errsize))
+		return -1;
 	v = (long)cfg->client_max_reply;
 	if (zc__env_long("ZC_CLIENT_MAX_REPLY_BYTES", 1024, 1L << 30, &v, err,
 			 errsize))
@@ -288,18 +296,18 @@ zc__config_load(zc_config *cfg, char *err, size_t errsize)
 }
 
 /*
- * ZC_THREADS unset: a handler that calls other functions blocks on each
- * call, so while one thread waits for a downstream others must run: 4
- * threads per CPU.  A function that calls nobody (no zc_service target,
- * no K_SINK) never waits, and one event-loop thread per CPU serves it
- * best: more threads only add context switches and split the event
- * batches (POST /log: 153k against 124k req/s with 2 against 8
- * threads on 2 CPUs, BENCHMARKS.md).
+ * ZC_THREADS unset: one event loop per CPU, whether or not the function
+ * calls out.  A handler waiting on a downstream yields its loop (its
+ * fiber waits, the loop serves other connections), so a thread per
+ * waiting handler is no longer needed, and more loops than CPUs only add
+ * context switches and split the event batches (BENCHMARKS.md).
+ * calls_out is kept for the start-up line's sake.
  */
 int
 zc__config_threads(const zc_config *cfg, bool calls_out)
 {
+	(void)calls_out;
 	if (cfg->threads > 0)
 		return cfg->threads;
-	return (calls_out ? 4 : 1) * zc__cpu_count();
+	return zc__cpu_count();
 }

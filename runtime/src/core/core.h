@@ -10,6 +10,7 @@
 #include "zenith.h"
 #include "fiber.h"
 #include "tracing.h"
+#include "loop.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -120,6 +121,11 @@ void zc__log_release(const zc_req *req, int status, long long ns);
 /* Write what this thread holds now: before it blocks (an outbound call, a
  * retry's sleep). */
 void zc__log_flush(void);
+/* A request's held lines while its handler waits on its loop: written,
+ * and no longer held (returns whether they were) ... */
+bool zc__log_detach(void);
+/* ... and held again (on) when it resumes. */
+void zc__log_attach(bool on);
 /* Write every thread's lines held longer than the hold limit (the server's
  * watchdog), or all of them (exit). */
 void zc__log_sweep(void);

@@ -45,7 +45,8 @@
 void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom,
 				    size_t size);
 void __sanitizer_finish_switch_fiber(void *fake_stack_save,
-				     const void **bottom_old, size_t *size_old);
+				     const void **bottom_old,
+				     size_t *size_old);
 #endif
 #ifdef ZC_TSAN
 void *__tsan_get_current_fiber(void);
@@ -227,9 +228,9 @@ start_switch(struct zc_fiber *to, void **fake)
 {
 #ifdef ZC_ASAN
 	if (to != NULL)
-		__sanitizer_start_switch_fiber(fake,
-					       to->stack->base + page_size(),
-					       to->stack->size - page_size());
+		__sanitizer_start_switch_fiber(
+			fake, to->stack->base + page_size(),
+			to->stack->size - page_size());
 	else
 		__sanitizer_start_switch_fiber(fake, sched.stack_bottom,
 					       sched.stack_size);
@@ -372,14 +373,19 @@ zc__fiber_new(void (*fn)(void *arg), void *arg, size_t stack_size)
 
 		top &= ~(uintptr_t)15;
 		sp = (void **)top;
-		*--sp = NULL;                  /* keeps rsp 16-aligned */
-		*--sp = (void *)zc__ctx_entry; /* ret goes here */
-		*--sp = NULL;                  /* rbp */
-		*--sp = f;                     /* rbx */
-		*--sp = NULL;                  /* r12 */
-		*--sp = NULL;                  /* r13 */
-		*--sp = NULL;                  /* r14 */
-		*--sp = NULL;                  /* r15 */
+		/*
+		 * The ret into zc__ctx_entry leaves rsp at top, 16-aligned,
+		 * so its call enters the trampoline with rsp = 8 mod 16 as
+		 * the ABI wants (a pad word here misaligned every frame, and
+		 * the first aligned SSE store to the stack faulted).
+		 */
+		*--sp = (void *)zc__ctx_entry;   /* ret goes here */
+		*--sp = NULL;                    /* rbp */
+		*--sp = f;                       /* rbx */
+		*--sp = NULL;                    /* r12 */
+		*--sp = NULL;                    /* r13 */
+		*--sp = NULL;                    /* r14 */
+		*--sp = NULL;                    /* r15 */
 		f->sp = sp;
 	}
 #endif

@@ -197,6 +197,36 @@ zc__log_flush(void)
 	pthread_mutex_unlock(&h->mu);
 }
 
+/*
+ * A handler that waits on its loop leaves the thread to other requests:
+ * what it logged so far is written now, and its lines are held again when
+ * it resumes (they are then written with its access line, after these).
+ */
+bool
+zc__log_detach(void)
+{
+	struct hold *h = my_hold;
+	bool on;
+
+	if (h == NULL)
+		return false;
+	pthread_mutex_lock(&h->mu);
+	flush_locked(h);
+	pthread_mutex_unlock(&h->mu);
+	on = h->on;
+	h->on = false;
+	return on;
+}
+
+void
+zc__log_attach(bool on)
+{
+	struct hold *h = my_hold;
+
+	if (h != NULL)
+		h->on = on;
+}
+
 /* Every thread's held lines (older than min_age_ns).  A buffer its owner
  * is appending to right now is skipped: its owner writes it soon. */
 static void

@@ -147,10 +147,7 @@ acceptor(void *arg)
 		}
 		srv->next = best + 1;
 		w = &srv->workers[best];
-		/* on failure MHD has closed fd and said why */
-		if (MHD_add_connection(w->daemon, fd,
-				       (const struct sockaddr *)&ss,
-				       len) == MHD_YES &&
+		if (zc__loop_hand_over(w, fd, &ss, len) &&
 		    before + 1 >= srv->limit) {
 			/*
 			 * Near the limit, wait (10 ms at most) for the loop to

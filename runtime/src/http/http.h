@@ -101,6 +101,7 @@ struct zc_req {
 	int route_id;     /* for metrics */
 	bool shed;        /* over ZC_MAX_INFLIGHT: answer 503 */
 	bool close_after; /* close the connection after the answer */
+	bool unqueued;    /* its answer could not be queued: close */
 	/* watchdog.c: still receiving its body, and when bytes last came */
 	bool receiving;
 	_Atomic long long activity_ns;

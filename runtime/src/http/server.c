@@ -71,13 +71,89 @@ queue(struct MHD_Connection *conn, zc_app *app, zc_req *req, zc_res *res)
 	return ret;
 }
 
+/*
+ * A handler on a fiber of its loop.  One that does not wait returns
+ * within zc__task_start and is answered in line, as it always was; one
+ * that waits (an outbound call, a backoff) has its connection suspended,
+ * and is answered, and its connection resumed, when it returns.
+ */
+struct run {
+	struct zc_task task; /* first: the task is the run */
+	struct run *prev, *next; /* the loop's waiting runs (w->waiting) */
+	struct MHD_Connection *conn;
+	zc_app *app;
+	zc_req *req;
+	struct zc_worker *w;
+	zc_res res;
+};
+
+static void
+run_handler(struct zc_task *t)
+{
+	struct run *r = (struct run *)t;
+
+	zc__dispatch(r->app, r->req, &r->res);
+}
+
+static void
+run_done(struct zc_task *t)
+{
+	struct run *r = (struct run *)t;
+
+	if (r->prev != NULL)
+		r->prev->next = r->next;
+	else
+		r->w->waiting = r->next;
+	if (r->next != NULL)
+		r->next->prev = r->prev;
+	/* MHD takes a response for a suspended connection at any time */
+	if (queue(r->conn, r->app, r->req, &r->res) != MHD_YES)
+		r->req->unqueued = true; /* closed when MHD calls again */
+	zc__res_release(&r->res);
+	MHD_resume_connection(r->conn);
+	r->w->run_mhd = true; /* MHD_run on this turn: see loop_turn */
+	free(r);
+}
+
 static enum MHD_Result
 respond(struct MHD_Connection *conn, zc_app *app, zc_req *req)
 {
+	struct zc_loop *loop = zc__loop_current();
+	struct run *r;
 	zc_res res;
 	enum MHD_Result ret;
 
 	zc__log_hold();
+	if (loop != NULL && (r = malloc(sizeof(*r))) != NULL) {
+		r->conn = conn;
+		r->app = app;
+		r->req = req;
+		r->w = zc__loop_worker();
+		zc__res_init(&r->res);
+		r->task.fn = run_handler;
+		r->task.done = run_done;
+		r->task.owner = req;
+		switch (zc__task_start(loop, &r->task)) {
+		case 1:
+			ret = queue(conn, app, req, &r->res);
+			zc__res_release(&r->res);
+			free(r);
+			return ret;
+		case 0:
+			/* kept where the server can reach it (and LeakSanitizer
+			 * at an exit past the drain deadline) */
+			r->prev = NULL;
+			r->next = r->w->waiting;
+			if (r->next != NULL)
+				r->next->prev = r;
+			r->w->waiting = r;
+			MHD_suspend_connection(conn);
+			return MHD_YES;
+		default:
+			free(r); /* no fiber: in line, on the loop's stack */
+			break;
+		}
+	}
 	zc__res_init(&res);
 	zc__dispatch(app, req, &res);
 	ret = queue(conn, app, req, &res);
@@ -204,6 +280,13 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 	}
 	zc__track_close(*socket_context);
 	*socket_context = NULL;
+	/*
+	 * MHD puts its listening socket back in its epoll set (it left it at
+	 * the connection limit) only when it runs again: run it again now,
+	 * or a connection waiting in the backlog waits for the next event.
+	 */
+	if (w != NULL && w->loop != NULL)
+		w->run_mhd = true;
 }
 
 /* Health and metrics answer even when the function is saturated. */
@@ -302,7 +385,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	}
 	zc__track_body_done(track_of(conn), req);
 	if (req->status != 0)
-		return MHD_YES;
+		return req->unqueued ? MHD_NO : MHD_YES;
 	/* The handler's deadline starts when the whole request is in. */
 	req->deadline_ns =
 		zc__now_ns() + app->cfg.handler_timeout_ms * 1000000LL;
@@ -361,21 +444,34 @@ mhd_log(void *cls, const char *fmt, va_list ap)
  * extra_flags has MHD_USE_NO_LISTEN_SOCKET: one of the acceptor's loops.
  * conn_limit 0: MHD's default.
  */
+/*
+ * Do the loops drive their daemons (libmicrohttpd in external epoll mode,
+ * handlers on fibers)?  Not with a thread per connection or ZC_POLL,
+ * where MHD runs its own threads and handlers block them as before.
+ */
+static bool
+external(const zc_config *cfg)
+{
+	return !cfg->thread_per_connection && getenv("ZC_POLL") == NULL;
+}
+
 static struct MHD_Daemon *
 start(zc_app *app, unsigned extra_flags, const struct sockaddr *addr,
       struct zc_worker *w, unsigned conn_limit)
 {
 	const zc_config *cfg = &app->cfg;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
-			 MHD_USE_ERROR_LOG | extra_flags;
+	unsigned flags = MHD_USE_ITC | MHD_USE_ERROR_LOG | extra_flags;
 	struct MHD_OptionItem ops[12];
 	int n = 0;
 
 	/* thread per connection uses poll(); the loops use epoll */
 	if (cfg->thread_per_connection)
-		flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
+		flags |= MHD_USE_INTERNAL_POLLING_THREAD |
+			 MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
+	else if (!external(cfg))
+		flags |= MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
 	else
-		flags |= getenv("ZC_POLL") ? MHD_USE_POLL : MHD_USE_EPOLL;
+		flags |= MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
 					   cfg->idle_timeout_s, NULL};
 	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
@@ -477,6 +573,10 @@ start_balanced(struct zc_server *srv, char *err, size_t errsize)
 			return false;
 		}
 		srv->nworkers = i + 1;
+		srv->workers[i].srv = srv;
+		if (external(cfg) &&
+		    !zc__loop_start(&srv->workers[i], err, errsize))
+			return false;
 	}
 	return zc__acceptor_start(srv, err, errsize);
 }
@@ -487,8 +587,10 @@ free_server(struct zc_server *srv)
 	unsigned i;
 
 	zc__acceptor_stop(srv);
-	for (i = 0; i < srv->nworkers; i++)
+	for (i = 0; i < srv->nworkers; i++) {
+		zc__loop_end(&srv->workers[i]);
 		MHD_stop_daemon(srv->workers[i].daemon);
+	}
 	free(srv->workers);
 	if (srv->lfd >= 0)
 		close(srv->lfd);
@@ -531,8 +633,9 @@ start_single(struct zc_server *srv, char *err, size_t errsize)
 		return false;
 	}
 	w->daemon = d;
+	w->srv = srv;
 	srv->nworkers = 1;
-	return true;
+	return !external(&app->cfg) || zc__loop_start(w, err, errsize);
 }
 
 /*
@@ -587,6 +690,7 @@ zc__server_metrics(struct zc_buf *o, void *arg)
 	for (i = 0; i < srv->nworkers; i++)
 		zc__buf_printf(o, "zc_http_connections_open{loop=\"%zu\"} %d\n",
 			       i, atomic_load(&srv->workers[i].conns));
+	zc__loop_metrics(o);
 }
 
 void
@@ -604,7 +708,7 @@ zc__server_quiesce(struct zc_server *srv)
 	 * hold it in their epoll sets, so it is shut down now (new
 	 * connections are refused) and closed only after MHD has stopped.
 	 */
-	srv->listen_fd = MHD_quiesce_daemon(srv->workers[0].daemon);
+	srv->listen_fd = zc__loop_quiesce(&srv->workers[0]);
 	if (srv->listen_fd != MHD_INVALID_SOCKET)
 		shutdown(srv->listen_fd, SHUT_RDWR);
 }

@@ -1,7 +1,8 @@
 /*
- * server_internal.h - what server.c, acceptor.c and watchdog.c share: the
- * server's state and the calls between them.  server.c calls the other
- * two, never the other way; watchdog.c never talks to libmicrohttpd.
+ * server_internal.h - what server.c, acceptor.c, loops.c and watchdog.c
+ * share: the server's state and the calls between them.  server.c calls
+ * the others, never the other way (acceptor.c hands connections to
+ * loops.c); watchdog.c never talks to libmicrohttpd.
  */
 #ifndef ZC_SERVER_INTERNAL_H
 #define ZC_SERVER_INTERNAL_H
@@ -11,6 +12,7 @@
 #include <sys/socket.h>
 
 struct MHD_Daemon;
+struct run;
 
 /* watchdog.c's thread, one per server. */
 struct zc_watchdog {
@@ -33,6 +35,20 @@ struct zc_watchdog {
 struct zc_worker {
 	struct MHD_Daemon *daemon;
 	atomic_int conns; /* open on this loop: NOTIFY_STARTED - CLOSED */
+	/*
+	 * The loop that drives the daemon (libmicrohttpd in external epoll
+	 * mode) and runs its handlers on fibers; NULL when MHD runs its own
+	 * threads (thread per connection, ZC_POLL).  Only the loop's thread
+	 * touches the daemon: the acceptor posts new connections to it.
+	 */
+	struct zc_loop *loop;
+	pthread_t thread;
+	bool thread_running;
+	struct zc_watch mhd_watch; /* MHD's epoll set */
+	struct zc_timer mhd_timer; /* MHD_get_timeout */
+	bool run_mhd;              /* a connection was resumed or added */
+	struct run *waiting;       /* handlers waiting (server.c's runs) */
+	struct zc_server *srv;
 };
 
 struct zc_server {
@@ -68,6 +84,22 @@ int zc__acceptor_listen(struct zc_server *srv, struct sockaddr_storage *ss,
 bool zc__acceptor_start(struct zc_server *srv, char *err, size_t errsize);
 /* Refuse new connections and end the acceptor (if it runs). */
 void zc__acceptor_stop(struct zc_server *srv);
+
+/* ---- loops.c (called by server.c and acceptor.c) ---- */
+/* Start w's loop thread, which drives w->daemon (external polling);
+ * false with err set. */
+bool zc__loop_start(struct zc_worker *w, char *err, size_t errsize);
+/* Stop it and free the loop (the daemon stays for MHD_stop_daemon). */
+void zc__loop_end(struct zc_worker *w);
+/* MHD_quiesce_daemon on w's loop thread: the listening socket (an
+ * MHD_socket), or -1. */
+int zc__loop_quiesce(struct zc_worker *w);
+/* Give a new connection fd to w: posted to its loop, or straight to MHD
+ * when MHD runs its own threads.  false when fd was closed. */
+bool zc__loop_hand_over(struct zc_worker *w, int fd,
+			const struct sockaddr_storage *ss, socklen_t len);
+/* The worker whose loop this thread runs, or NULL. */
+struct zc_worker *zc__loop_worker(void);
 
 /* ---- watchdog.c ---- */
 /*

@@ -51,6 +51,10 @@ struct zc_call {
 	 */
 	_Atomic long long *drain_ns;
 	bool may_resend; /* set by perform: a repeat cannot apply twice */
+	/* set by perform: its attempts run on the loop's curl multi and its
+	 * waits yield the loop (a handler on a fiber, outside a store
+	 * transaction) */
+	bool on_loop;
 	int sends;       /* sends of the current attempt */
 	bool resend_refused;
 	/*
@@ -97,17 +101,24 @@ void zc__call_reply_clear(zc_call *call);
 struct curl_slist *zc__call_wire_headers(const zc_call *call);
 
 /* ---- curl.c ---- */
-/* This thread's easy handle, made on first use; NULL when libcurl is
- * missing or out of memory.  (libcurl's CURL is void.) */
-void *zc__curl_handle(void);
+/*
+ * An easy handle for call's attempts: from the loop's pool when the call
+ * runs on the loop (call->on_loop, which this may clear when the loop
+ * has no curl multi), else this thread's own, made on first use.  NULL
+ * when libcurl is missing or out of memory.  (libcurl's CURL is void.)
+ * zc__curl_handle_done gives it back after the last attempt.
+ */
+void *zc__curl_handle(zc_call *call);
+void zc__curl_handle_done(zc_call *call, void *curl);
 /* Append a copy of line to *l; -1 when out of memory (*l unchanged). */
 int zc__curl_list_append(struct curl_slist **l, const char *line);
 void zc__curl_list_free(struct curl_slist *l);
 /*
- * One request on the wire with this thread's handle, into call's reply
+ * One request on the wire with that handle, into call's reply
  * (which the caller has cleared): ZC_OK, ZC_ERR_HTTP for a status of 400
  * or more, or the transport's error, after which what reply came is
- * partial and the caller clears it.
+ * partial and the caller clears it.  On the loop the task waits for it,
+ * and the loop serves other connections meanwhile.
  */
 zc_err zc__curl_attempt(zc_call *call, void *curl, struct curl_slist *hdrs,
 			long total_ms, long connect_ms);

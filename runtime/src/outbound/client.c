@@ -73,11 +73,16 @@ backoff_ms(const zc_policy *p, int attempt)
 	return d / 2 + (long)(zc__rand64() % (uint64_t)(d / 2 + 1));
 }
 
+/* A backoff: a timer of the loop for a call on it, else a sleep. */
 static void
-sleep_ms(long ms)
+sleep_ms(const zc_call *call, long ms)
 {
 	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
+	if (call->on_loop) {
+		zc__task_sleep_ms(ms);
+		return;
+	}
 	while (nanosleep(&ts, &ts) != 0)
 		;
 }
@@ -310,7 +315,14 @@ zc_call_perform(zc_call *call)
 	}
 	end = zc__now_ns() + (long long)total * 1000000LL;
 
-	if ((curl = zc__curl_handle()) == NULL)
+	/*
+	 * A handler on its loop's fiber waits without holding the thread,
+	 * unless it is inside a store transaction: the transaction lives on
+	 * the thread's connection, which another handler must not use
+	 * meanwhile, so that wait blocks the loop as it always did.
+	 */
+	call->on_loop = zc__task_current() != NULL && !zc__store_busy();
+	if ((curl = zc__curl_handle(call)) == NULL)
 		return ZC_ERR_NOMEM;
 	hdrs = NULL; /* built for the first attempt */
 	/* libcurl may send again on a new connection: see curl.c on_prereq */
@@ -355,9 +367,10 @@ zc_call_perform(zc_call *call)
 				call->method, call->url, wait, call->attempts,
 				zc_strerror(err));
 		zc__log_flush(); /* held lines do not wait out the backoff */
-		sleep_ms(wait);
+		sleep_ms(call, wait);
 	}
 	zc__curl_list_free(hdrs);
+	zc__curl_handle_done(call, curl);
 
 	/*
 	 * Time ran out because the inbound request's deadline did, not the

@@ -1,6 +1,8 @@
 /*
  * curl.c - libcurl, and only this file sees it: loading it, one easy
- * handle per thread, and one request on the wire with that handle.
+ * handle per thread and a multi handle per event loop, and one request on
+ * the wire: performed in line, or on the loop while its handler's fiber
+ * waits.
  */
 #include "call.h"
 
@@ -8,7 +10,9 @@
 #include <curl/curl.h>
 #include <dlfcn.h>
 #include <pthread.h>
+#include <sys/epoll.h>
 #include <stdbool.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -39,10 +43,19 @@ static struct {
 	const char *(*easy_strerror)(CURLcode);
 	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
 	void (*slist_free_all)(struct curl_slist *);
+	CURLM *(*multi_init)(void);
+	CURLMcode (*multi_setopt)(CURLM *, CURLMoption, ...);
+	CURLMcode (*multi_add_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_socket_action)(CURLM *, curl_socket_t, int, int *);
+	CURLMsg *(*multi_info_read)(CURLM *, int *);
+	CURLMcode (*multi_assign)(CURLM *, curl_socket_t, void *);
+	CURLMcode (*multi_cleanup)(CURLM *);
 } curl_api;
 
 #undef curl_easy_setopt
 #undef curl_easy_getinfo
+#undef curl_multi_setopt
 #define curl_global_init   curl_api.global_init
 #define curl_easy_init     curl_api.easy_init
 #define curl_easy_cleanup  curl_api.easy_cleanup
@@ -50,6 +63,14 @@ static struct {
 #define curl_easy_perform  curl_api.easy_perform
 #define curl_easy_getinfo  curl_api.easy_getinfo
 #define curl_easy_strerror curl_api.easy_strerror
+#define curl_multi_init          curl_api.multi_init
+#define curl_multi_setopt        curl_api.multi_setopt
+#define curl_multi_add_handle    curl_api.multi_add_handle
+#define curl_multi_remove_handle curl_api.multi_remove_handle
+#define curl_multi_socket_action curl_api.multi_socket_action
+#define curl_multi_info_read     curl_api.multi_info_read
+#define curl_multi_assign        curl_api.multi_assign
+#define curl_multi_cleanup       curl_api.multi_cleanup
 #define curl_slist_append(l, s)                                                \
 	(curl_api.slist_append != NULL ? curl_api.slist_append(l, s) : NULL)
 #define curl_slist_free_all(l)                                                 \
@@ -100,6 +121,14 @@ global_init_once(void)
 	LOAD(easy_strerror, "curl_easy_strerror");
 	LOAD(slist_append, "curl_slist_append");
 	LOAD(slist_free_all, "curl_slist_free_all");
+	LOAD(multi_init, "curl_multi_init");
+	LOAD(multi_setopt, "curl_multi_setopt");
+	LOAD(multi_add_handle, "curl_multi_add_handle");
+	LOAD(multi_remove_handle, "curl_multi_remove_handle");
+	LOAD(multi_socket_action, "curl_multi_socket_action");
+	LOAD(multi_info_read, "curl_multi_info_read");
+	LOAD(multi_assign, "curl_multi_assign");
+	LOAD(multi_cleanup, "curl_multi_cleanup");
 #undef LOAD
 	global_rc = curl_global_init(CURL_GLOBAL_ALL) == CURLE_OK ? 0 : -1;
 }
@@ -308,6 +337,13 @@ setup_handle_once(CURL *curl)
 	 */
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(curl, CURLOPT_MAXAGE_CONN, 10L);
+	/*
+	 * The receive buffer each handle keeps: 4 KiB rather than 16 holds
+	 * a function's JSON answer in one read, and on a loop there is a
+	 * handle per call in flight (256 connections: 3 MiB less resident).
+	 */
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 4096L);
 	return rc;
 }
 
@@ -327,13 +363,26 @@ handle_key_init(void)
 		handle_key_ok = true;
 }
 
+/* A new easy handle with the options every call shares. */
+static CURL *
+new_handle(void)
+{
+	CURL *curl = curl_easy_init();
+
+	if (curl != NULL && setup_handle_once(curl) != CURLE_OK) {
+		curl_easy_cleanup(curl);
+		return NULL;
+	}
+	return curl;
+}
+
 /*
  * Connections live in the handle, so reusing it is what gives keep-alive;
  * sharing it (or its connection cache through CURLSH) between threads is
  * unsupported by libcurl.
  */
-void *
-zc__curl_handle(void)
+static CURL *
+thread_handle(void)
 {
 	CURL *curl;
 
@@ -342,14 +391,238 @@ zc__curl_handle(void)
 	curl = pthread_getspecific(handle_key);
 	if (curl != NULL)
 		return curl;
-	if ((curl = curl_easy_init()) == NULL)
+	if ((curl = new_handle()) == NULL)
 		return NULL;
-	if (setup_handle_once(curl) != CURLE_OK ||
-	    pthread_setspecific(handle_key, curl) != 0) {
+	if (pthread_setspecific(handle_key, curl) != 0) {
 		curl_easy_cleanup(curl);
 		return NULL;
 	}
 	return curl;
+}
+
+/* ---- calls on an event loop ------------------------------------------ */
+
+/*
+ * A loop's curl multi: its sockets in the loop's epoll set, its timer one
+ * of the loop's, its connection cache shared by every call the loop's
+ * handlers make (connections live in the multi while handles are in it),
+ * and idle easy handles kept for the next calls, one per call in flight.
+ */
+#define MULTI_IDLE_MAX 256
+
+struct multi {
+	CURLM *multi;
+	struct zc_loop *loop;
+	struct zc_timer timer;
+	CURL *idle[MULTI_IDLE_MAX];
+	int nidle;
+};
+
+/* a socket curl asked the loop to poll */
+struct msock {
+	struct zc_watch w;
+	struct multi *m;
+};
+
+/* a call's attempt, waiting on the multi */
+struct mwait {
+	struct zc_task *task;
+	bool done;
+	CURLcode rc;
+};
+
+static _Thread_local struct multi *my_multi;
+
+/* Transfers that finished: their tasks go on. */
+static void
+reap(struct multi *m)
+{
+	CURLMsg *msg;
+	int left;
+
+	while ((msg = curl_multi_info_read(m->multi, &left)) != NULL) {
+		CURL *e = msg->easy_handle;
+		CURLcode rc = msg->data.result;
+		struct mwait *mw = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&mw);
+		curl_multi_remove_handle(m->multi, e); /* msg is gone now */
+		if (mw != NULL) {
+			mw->rc = rc;
+			mw->done = true;
+			zc__task_wake(mw->task);
+		}
+	}
+}
+
+static void
+on_sock_ready(struct zc_watch *w, uint32_t events)
+{
+	struct msock *ms = (struct msock *)w;
+	struct multi *m = ms->m; /* ms may be freed by the action */
+	int flags = 0, running;
+
+	if (events & (EPOLLIN | EPOLLHUP))
+		flags |= CURL_CSELECT_IN;
+	if (events & EPOLLOUT)
+		flags |= CURL_CSELECT_OUT;
+	if (events & EPOLLERR)
+		flags |= CURL_CSELECT_ERR;
+	curl_multi_socket_action(m->multi, w->fd, flags, &running);
+	reap(m);
+}
+
+static void
+on_multi_timer(struct zc_timer *t)
+{
+	struct multi *m = (struct multi *)((char *)t -
+					   offsetof(struct multi, timer));
+	int running;
+
+	curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	reap(m);
+}
+
+static int
+on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	struct multi *m = userp;
+	struct msock *ms = socketp;
+	uint32_t ev = 0;
+
+	(void)e;
+	if (what == CURL_POLL_REMOVE) {
+		if (ms != NULL) {
+			zc__loop_unwatch(m->loop, &ms->w);
+			curl_multi_assign(m->multi, fd, NULL);
+			free(ms);
+		}
+		return 0;
+	}
+	if (ms == NULL) {
+		if ((ms = calloc(1, sizeof(*ms))) == NULL)
+			return -1; /* curl fails the transfer */
+		ms->w.cb = on_sock_ready;
+		ms->m = m;
+		curl_multi_assign(m->multi, fd, ms);
+	}
+	if (what & CURL_POLL_IN)
+		ev |= EPOLLIN;
+	if (what & CURL_POLL_OUT)
+		ev |= EPOLLOUT;
+	if (zc__loop_watch(m->loop, &ms->w, fd, ev) != 0) {
+		zc_error("outbound call: cannot poll a socket: %s",
+			 strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct multi *m = userp;
+
+	(void)multi;
+	if (timeout_ms < 0)
+		zc__timer_cancel(m->loop, &m->timer);
+	else
+		zc__timer_arm(m->loop, &m->timer,
+			      zc__now_ns() + (long long)timeout_ms * 1000000LL);
+	return 0;
+}
+
+/* The loop is freed: its calls ended with its handlers. */
+static void
+multi_close(void *arg)
+{
+	struct multi *m = arg;
+	int i;
+
+	curl_multi_cleanup(m->multi);
+	for (i = 0; i < m->nidle; i++)
+		curl_easy_cleanup(m->idle[i]);
+	zc__timer_cancel(m->loop, &m->timer);
+	free(m);
+}
+
+/* This loop's multi, made on its first call; NULL when it cannot be. */
+static struct multi *
+loop_multi(void)
+{
+	struct zc_loop *loop = zc__loop_current();
+	struct multi *m = my_multi;
+
+	if (m != NULL || loop == NULL)
+		return m;
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		return NULL;
+	m->loop = loop;
+	m->timer.cb = on_multi_timer;
+	if ((m->multi = curl_multi_init()) == NULL ||
+	    curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_socket) !=
+		    CURLM_OK ||
+	    curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m) != CURLM_OK ||
+	    curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, on_timer) !=
+		    CURLM_OK ||
+	    curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m) != CURLM_OK ||
+	    zc__loop_at_close(loop, multi_close, m) != 0) {
+		if (m->multi != NULL)
+			curl_multi_cleanup(m->multi);
+		free(m);
+		return NULL;
+	}
+	my_multi = m;
+	return m;
+}
+
+void *
+zc__curl_handle(zc_call *call)
+{
+	struct multi *m = NULL;
+
+	if (zc__client_global_init() != 0)
+		return NULL;
+	if (call->on_loop && (m = loop_multi()) == NULL)
+		call->on_loop = false; /* in line, as off the loop */
+	if (m == NULL)
+		return thread_handle();
+	return m->nidle > 0 ? m->idle[--m->nidle] : new_handle();
+}
+
+void
+zc__curl_handle_done(zc_call *call, void *curl)
+{
+	struct multi *m = my_multi;
+
+	if (!call->on_loop || curl == NULL || m == NULL)
+		return; /* the thread's own handle stays */
+	if (m->nidle < MULTI_IDLE_MAX)
+		m->idle[m->nidle++] = curl;
+	else
+		curl_easy_cleanup(curl);
+}
+
+/* One transfer on the loop's multi, the task waiting until it is done. */
+static CURLcode
+multi_perform(CURL *curl)
+{
+	struct multi *m = my_multi;
+	struct mwait mw = {.task = zc__task_current()};
+	CURLMcode mc;
+
+	curl_easy_setopt(curl, CURLOPT_PRIVATE, (void *)&mw);
+	if ((mc = curl_multi_add_handle(m->multi, curl)) != CURLM_OK) {
+		curl_easy_setopt(curl, CURLOPT_PRIVATE, NULL);
+		return mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY
+						 : CURLE_FAILED_INIT;
+	}
+	while (!mw.done)
+		zc__task_wait();
+	curl_easy_setopt(curl, CURLOPT_PRIVATE, NULL);
+	return mw.rc;
 }
 
 /*
@@ -494,7 +767,7 @@ zc__curl_attempt(zc_call *call, void *curl, struct curl_slist *hdrs,
 		return rc == CURLE_OUT_OF_MEMORY ? ZC_ERR_NOMEM
 						 : ZC_ERR_INVALID;
 
-	rc = curl_easy_perform(curl);
+	rc = call->on_loop ? multi_perform(curl) : curl_easy_perform(curl);
 	/* The handle keeps pointers to hdrs and call: drop them now. */
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, NULL);

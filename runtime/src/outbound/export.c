@@ -202,9 +202,11 @@ wire_setup(void)
 	char line[1100];
 	size_t i;
 
-	if (zc__client_global_init() != 0 || (curl = zc__curl_handle()) == NULL)
-		return -1;
+	/* the exporter's thread is no loop: wire->on_loop stays false */
 	if ((wire = calloc(1, sizeof(*wire))) == NULL)
+		return -1;
+	if (zc__client_global_init() != 0 ||
+	    (curl = zc__curl_handle(wire)) == NULL)
 		return -1;
 	memcpy(wire->method, "POST", 5);
 	wire->url = cfg.endpoint;

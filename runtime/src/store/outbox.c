@@ -68,6 +68,12 @@ zc__store_current_tx(void)
 	return cur_tx;
 }
 
+bool
+zc__store_busy(void)
+{
+	return cur_tx != NULL || zc__store_thread_in_tx();
+}
+
 int
 zc__store_tx_defer(void *item, void (*run)(void *), void (*drop)(void *))
 {

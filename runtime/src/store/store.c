@@ -168,6 +168,18 @@ my_slot(void)
 	return s;
 }
 
+bool
+zc__store_thread_in_tx(void)
+{
+	struct slot *s;
+
+	pthread_once(&slot_once, slot_key_init);
+	if (!slot_key_ok || (s = pthread_getspecific(slot_key)) == NULL)
+		return false;
+	return s->conn != NULL && s->gen == atomic_load(&reg_gen) &&
+	       s->conn->tx.active;
+}
+
 static void
 open_failed(void)
 {

@@ -306,6 +306,12 @@ zc_err zc__outbox_stats(long long *pending, long long *dead,
 void zc__store_tx_enter(zc_tx *tx);
 void zc__store_tx_leave(void);
 zc_tx *zc__store_current_tx(void);
+/* Is this thread inside a store transaction (a handler's, or one of
+ * zc_store_run)?  Its connection is then this thread's until the end:
+ * a handler must not yield its loop to another meanwhile. */
+bool zc__store_busy(void);
+/* Has this thread's connection a transaction open (store.c)? */
+bool zc__store_thread_in_tx(void);
 /* Hold item until the current transaction ends: run(item) if it
  * commits, drop(item) if not (memory: calls wait for the commit).  -1
  * when there is no current transaction or no memory. */
