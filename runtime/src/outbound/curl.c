@@ -85,6 +85,8 @@ static struct {
  * without closing warm connections to the others.
  */
 #define ZC_CLIENT_MAXCONNECTS 16L
+/* Idle connections a loop's multi keeps (256 waiting handlers' calls). */
+#define ZC_LOOP_MAXCONNECTS 256L
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static int global_rc = -1;
@@ -568,6 +570,10 @@ loop_multi(void)
 	    curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, on_timer) !=
 		    CURLM_OK ||
 	    curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m) != CURLM_OK ||
+	    /* curl's default, 4 x the handles added now, shrinks after a
+	     * burst and closes warm connections (a TIME_WAIT each) */
+	    curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS,
+			      ZC_LOOP_MAXCONNECTS) != CURLM_OK ||
 	    zc__loop_at_close(loop, multi_close, m) != 0) {
 		if (m->multi != NULL)
 			curl_multi_cleanup(m->multi);
