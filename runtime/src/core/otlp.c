@@ -60,6 +60,17 @@ utf8_clean_len(const char *s, size_t n, bool *clean)
 
 	*clean = true;
 	while (i < n) {
+		/* ASCII, the common case, eight bytes at a time */
+		while (i + 8 <= n) {
+			uint64_t w;
+			memcpy(&w, p + i, 8);
+			if ((w & 0x8080808080808080ULL) != 0)
+				break;
+			i += 8;
+			out += 8;
+		}
+		if (i >= n)
+			break;
 		if (p[i] < 0x80) {
 			i++;
 			out++;

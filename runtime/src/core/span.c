@@ -8,6 +8,8 @@
 #include "core.h"
 
 #include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,28 +133,32 @@ zc__sample(const uint8_t trace_id[16], const struct zc_span_ctx *parent)
 	}
 }
 
+/* A hex digit's value, -1 for anything else (the NUL included). */
 static int
-unhex(char c)
+unhex(unsigned char c)
 {
-	if (c >= '0' && c <= '9')
+	if ((unsigned)(c - '0') < 10u)
 		return c - '0';
-	if (c >= 'a' && c <= 'f')
+	c |= 0x20; /* lower case */
+	if ((unsigned)(c - 'a') < 6u)
 		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
 	return -1;
 }
 
+/* n bytes from the first 2n hex digits of hex; all zeros when it is
+ * shorter or not hex (a NUL in them is not a digit: no strlen needed). */
 static void
 hex_bytes(uint8_t *out, size_t n, const char *hex)
 {
 	size_t i;
 
-	memset(out, 0, n);
-	if (hex == NULL || strlen(hex) < 2 * n)
+	if (hex == NULL) {
+		memset(out, 0, n);
 		return;
+	}
 	for (i = 0; i < n; i++) {
-		int hi = unhex(hex[2 * i]), lo = unhex(hex[2 * i + 1]);
+		int hi = unhex((unsigned char)hex[2 * i]);
+		int lo = hi < 0 ? -1 : unhex((unsigned char)hex[2 * i + 1]);
 		if (hi < 0 || lo < 0) {
 			memset(out, 0, n);
 			return;
@@ -228,6 +234,49 @@ random_bytes(uint8_t *out, size_t n)
 	} while (i == n); /* all zeros is invalid */
 }
 
+/* ---- a span's storage: its arena, then the heap ---- */
+
+static bool
+in_arena(const struct zc_span *s, const char *p)
+{
+	uintptr_t u = (uintptr_t)p, base = (uintptr_t)s->arena;
+
+	return u >= base && u < base + sizeof(s->arena);
+}
+
+/* A copy of the n bytes at str (and a NUL) owned by s: in its arena when
+ * it fits, else malloc'd; NULL when out of memory. */
+static char *
+span_strndup(struct zc_span *s, const char *str, size_t n)
+{
+	char *p;
+
+	if (n < sizeof(s->arena) - s->arena_used) {
+		p = s->arena + s->arena_used;
+		s->arena_used += n + 1;
+	} else if ((p = malloc(n + 1)) == NULL) {
+		return NULL;
+	}
+	memcpy(p, str, n);
+	p[n] = '\0';
+	return p;
+}
+
+static char *
+span_strdup(struct zc_span *s, const char *str)
+{
+	return span_strndup(s, str, strlen(str));
+}
+
+/* Give back a string of s's: the heap's is freed, the arena's bytes stay
+ * taken until the span goes. */
+static void
+span_strfree(const struct zc_span *s, char *p)
+{
+	if (p != NULL && !in_arena(s, p))
+		free(p);
+}
+
 struct zc_span *
 zc__span_start(enum zc_span_kind kind, const char *name,
 	       const struct zc_span_ctx *parent, const uint8_t span_id[8],
@@ -249,10 +298,16 @@ zc__span_start(enum zc_span_kind kind, const char *name,
 	}
 	if (!zc__sample(trace_id, parent))
 		return NULL;
-	s = calloc(1, sizeof(*s));
+	/* one allocation: the inline arrays and the arena need no zeroing */
+	s = malloc(sizeof(*s));
 	if (s == NULL)
 		return NULL;
-	s->name = strdup(name != NULL ? name : "");
+	memset(s, 0, offsetof(struct zc_span, link_inline));
+	s->attrs = s->attrs_inline;
+	s->attrs_cap = ZC_SPAN_INLINE_ATTRS;
+	s->links = &s->link_inline;
+	s->links_cap = 1;
+	s->name = span_strdup(s, name != NULL ? name : "");
 	if (s->name == NULL) {
 		free(s);
 		return NULL;
@@ -278,36 +333,41 @@ zc__span_set_name(struct zc_span *s, const char *name)
 {
 	char *n;
 
-	if (s == NULL || name == NULL || (n = strdup(name)) == NULL)
+	if (s == NULL || name == NULL || (n = span_strdup(s, name)) == NULL)
 		return;
-	free(s->name);
+	span_strfree(s, s->name);
 	s->name = n;
 }
 
 static void
-attr_clear(struct zc_attr *a)
+attr_clear(const struct zc_span *s, struct zc_attr *a)
 {
 	if (a->own_key)
-		free(a->key);
+		span_strfree(s, a->key);
 	if (a->type == ZC_ATTR_STR)
-		free(a->v.s);
+		span_strfree(s, a->v.s);
 }
 
-/* The slot for key: the one it already has, or a new one; NULL when over
+/* The slot for key in an array of s's (inline: the array it starts as,
+ * NULL when none): the one key already has, or a new one; NULL when over
  * the limit (counted) or out of memory. */
 static struct zc_attr *
-attr_slot(struct zc_attr **attrs, int *n, int *cap, int *dropped,
-	  const char *key, bool copy)
+attr_slot(struct zc_span *s, struct zc_attr **attrs, int *n, int *cap,
+	  struct zc_attr *inline_attrs, int *dropped, const char *key,
+	  bool copy)
 {
-	struct zc_attr *a;
-	int i;
+	struct zc_attr *a = *attrs, *end = a + *n;
+	char k0 = key[0];
 
-	for (i = 0; i < *n; i++) {
-		if (strcmp((*attrs)[i].key, key) == 0) {
-			if ((*attrs)[i].type == ZC_ATTR_STR)
-				free((*attrs)[i].v.s);
-			(*attrs)[i].type = ZC_ATTR_INT;
-			return &(*attrs)[i];
+	for (; a < end; a++) {
+		/* the runtime's keys are literals: mostly the same pointer
+		 * when equal, a different first byte when not */
+		if (a->key == key ||
+		    (a->key[0] == k0 && strcmp(a->key, key) == 0)) {
+			if (a->type == ZC_ATTR_STR)
+				span_strfree(s, a->v.s);
+			a->type = ZC_ATTR_INT;
+			return a;
 		}
 	}
 	if (*n >= ZC_SPAN_MAX_ATTRS) {
@@ -317,7 +377,13 @@ attr_slot(struct zc_attr **attrs, int *n, int *cap, int *dropped,
 	}
 	if (*n == *cap) {
 		int ncap = *cap == 0 ? 8 : *cap * 2;
-		a = realloc(*attrs, (size_t)ncap * sizeof(*a));
+		if (*attrs != NULL && *attrs == inline_attrs) {
+			a = malloc((size_t)ncap * sizeof(*a));
+			if (a != NULL)
+				memcpy(a, *attrs, (size_t)*n * sizeof(*a));
+		} else {
+			a = realloc(*attrs, (size_t)ncap * sizeof(*a));
+		}
 		if (a == NULL)
 			return NULL;
 		*attrs = a;
@@ -326,7 +392,7 @@ attr_slot(struct zc_attr **attrs, int *n, int *cap, int *dropped,
 	a = &(*attrs)[*n];
 	if (!copy)
 		a->key = (char *)key;
-	else if ((a->key = strdup(key)) == NULL)
+	else if ((a->key = span_strdup(s, key)) == NULL)
 		return NULL;
 	a->own_key = copy;
 	a->type = ZC_ATTR_INT;
@@ -340,8 +406,16 @@ span_attr(struct zc_span *s, const char *key, bool copy)
 {
 	if (s == NULL || s->ended || key == NULL || key[0] == '\0')
 		return NULL;
-	return attr_slot(&s->attrs, &s->nattrs, &s->attrs_cap,
-			 &s->dropped_attrs, key, copy);
+	return attr_slot(s, &s->attrs, &s->nattrs, &s->attrs_cap,
+			 s->attrs_inline, &s->dropped_attrs, key, copy);
+}
+
+/* a's value: a copy of value (NULL: "") */
+static void
+attr_set_str(struct zc_span *s, struct zc_attr *a, const char *value)
+{
+	a->v.s = span_strdup(s, value != NULL ? value : "");
+	a->type = a->v.s != NULL ? ZC_ATTR_STR : ZC_ATTR_INT;
 }
 
 void
@@ -349,10 +423,8 @@ zc__span_attr_str(struct zc_span *s, const char *key, const char *value)
 {
 	struct zc_attr *a = span_attr(s, key, false);
 
-	if (a == NULL)
-		return;
-	a->v.s = strdup(value != NULL ? value : "");
-	a->type = a->v.s != NULL ? ZC_ATTR_STR : ZC_ATTR_INT;
+	if (a != NULL)
+		attr_set_str(s, a, value);
 }
 
 void
@@ -407,7 +479,7 @@ zc__span_event(struct zc_span *s, const char *name)
 	}
 	e = &s->events[s->nevents];
 	memset(e, 0, sizeof(*e));
-	if ((e->name = strdup(name)) == NULL)
+	if ((e->name = span_strdup(s, name)) == NULL)
 		return;
 	e->time_ns = zc__wall_ns();
 	s->nevents++;
@@ -425,11 +497,9 @@ zc__span_event_attr_str(struct zc_span *s, const char *key, const char *value)
 	e = &s->events[s->nevents - 1];
 	/* an event's attribute array is sized exactly: few, set once */
 	cap = e->nattrs;
-	a = attr_slot(&e->attrs, &e->nattrs, &cap, NULL, key, true);
-	if (a == NULL)
-		return;
-	a->v.s = strdup(value != NULL ? value : "");
-	a->type = a->v.s != NULL ? ZC_ATTR_STR : ZC_ATTR_INT;
+	a = attr_slot(s, &e->attrs, &e->nattrs, &cap, NULL, NULL, key, true);
+	if (a != NULL)
+		attr_set_str(s, a, value);
 }
 
 void
@@ -444,8 +514,14 @@ zc__span_link(struct zc_span *s, const struct zc_span_ctx *to)
 		return;
 	}
 	if (s->nlinks == s->links_cap) {
-		int ncap = s->links_cap == 0 ? 1 : s->links_cap * 2;
-		l = realloc(s->links, (size_t)ncap * sizeof(*l));
+		int ncap = s->links_cap * 2;
+		if (s->links == &s->link_inline) {
+			l = malloc((size_t)ncap * sizeof(*l));
+			if (l != NULL)
+				*l = s->link_inline;
+		} else {
+			l = realloc(s->links, (size_t)ncap * sizeof(*l));
+		}
 		if (l == NULL)
 			return;
 		s->links = l;
@@ -463,11 +539,11 @@ zc__span_status(struct zc_span *s, enum zc_span_status code,
 	/* the API: once OK, a span stays OK */
 	if (s->status == ZC_STATUS_OK)
 		return;
-	free(s->status_message);
+	span_strfree(s, s->status_message);
 	s->status_message = NULL;
 	s->status = code;
 	if (code == ZC_STATUS_ERROR && message != NULL && message[0] != '\0')
-		s->status_message = strdup(message);
+		s->status_message = span_strdup(s, message);
 }
 
 void
@@ -477,19 +553,23 @@ zc__span_free(struct zc_span *s)
 
 	if (s == NULL)
 		return;
+	/* nothing to free unless a string went to the heap or an array grew
+	 * out of the struct */
 	for (i = 0; i < s->nattrs; i++)
-		attr_clear(&s->attrs[i]);
-	free(s->attrs);
+		attr_clear(s, &s->attrs[i]);
+	if (s->attrs != s->attrs_inline)
+		free(s->attrs);
 	for (i = 0; i < s->nevents; i++) {
 		for (j = 0; j < s->events[i].nattrs; j++)
-			attr_clear(&s->events[i].attrs[j]);
+			attr_clear(s, &s->events[i].attrs[j]);
 		free(s->events[i].attrs);
-		free(s->events[i].name);
+		span_strfree(s, s->events[i].name);
 	}
 	free(s->events);
-	free(s->links);
-	free(s->status_message);
-	free(s->name);
+	if (s->links != &s->link_inline)
+		free(s->links);
+	span_strfree(s, s->status_message);
+	span_strfree(s, s->name);
 	free(s);
 }
 
@@ -592,10 +672,8 @@ zc_span_set_str(zc_span *span, const char *key, const char *value)
 {
 	struct zc_attr *a = span_attr(span, key, true);
 
-	if (a == NULL)
-		return;
-	a->v.s = strdup(value != NULL ? value : "");
-	a->type = a->v.s != NULL ? ZC_ATTR_STR : ZC_ATTR_INT;
+	if (a != NULL)
+		attr_set_str(span, a, value);
 }
 
 void

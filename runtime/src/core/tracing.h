@@ -36,7 +36,8 @@ enum zc_span_status {
 enum zc_attr_type { ZC_ATTR_STR, ZC_ATTR_INT, ZC_ATTR_DOUBLE, ZC_ATTR_BOOL };
 
 /* One attribute; a string value is owned by the span, the key when
- * own_key says so (the runtime's keys are literals, not copied). */
+ * own_key says so (the runtime's keys are literals, not copied).  What the
+ * span owns lives in its arena when it fits (span.c). */
 struct zc_attr {
 	char *key;
 	bool own_key;
@@ -74,6 +75,18 @@ struct zc_span_ctx {
 #define ZC_SPAN_MAX_EVENTS 128
 #define ZC_SPAN_MAX_LINKS  128
 
+/*
+ * A span is one allocation in the common case: the first
+ * ZC_SPAN_INLINE_ATTRS attributes and the first link live in the struct,
+ * and its name, string values, copied keys, event names and status
+ * message are copied into its arena; only what does not fit goes to the
+ * heap (a bigger array, a string too long for what is left).  attrs,
+ * links and the char pointers below point at either; zc__span_free frees
+ * what is on the heap.
+ */
+#define ZC_SPAN_INLINE_ATTRS 16
+#define ZC_SPAN_ARENA        512
+
 struct zc_span {
 	struct zc_span *up;     /* the span that was current before this one */
 	void *owner;            /* the zc_req it is current in, or NULL */
@@ -95,6 +108,11 @@ struct zc_span {
 	enum zc_span_status status;
 	char *status_message;
 	struct zc_span *next; /* in the queue */
+	size_t arena_used;    /* bytes of arena taken */
+	/* storage: what is above is zeroed at start, what follows is not */
+	struct zc_span_ctx link_inline;
+	struct zc_attr attrs_inline[ZC_SPAN_INLINE_ATTRS];
+	char arena[ZC_SPAN_ARENA];
 };
 
 /* ---- settings (otel_env.c) ---- */

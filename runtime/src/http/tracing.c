@@ -216,14 +216,22 @@ zc__server_span_end(zc_req *req, int status)
 	struct zc_span *s = req->ctx.server_span;
 	const char *method;
 	char name[256], code[16];
+	size_t m, r;
 
 	if (s == NULL)
 		return;
 	zc__req_spans_unwind(req);
 	method = zc__known_method(req->ctx.method);
 	if (req->ctx.route != NULL) {
-		snprintf(name, sizeof(name), "%s %s",
-			 method != NULL ? method : "HTTP", req->ctx.route);
+		/* "<method> <route>", cut to fit as snprintf would */
+		if (method == NULL)
+			method = "HTTP";
+		m = strlen(method);
+		r = strnlen(req->ctx.route, sizeof(name) - m - 2);
+		memcpy(name, method, m);
+		name[m] = ' ';
+		memcpy(name + m + 1, req->ctx.route, r);
+		name[m + 1 + r] = '\0';
 		zc__span_set_name(s, name);
 		zc__span_attr_str(s, "http.route", req->ctx.route);
 	}

@@ -496,8 +496,9 @@ zc__call_wire_headers(const zc_call *call)
 			continue; /* the handler's own value wins */
 		if (call->attempt_tp[0] != '\0' &&
 		    strncasecmp(hl, "traceparent:", 12) == 0) {
-			snprintf(line, sizeof(line), "traceparent: %s",
-				 call->attempt_tp);
+			/* attempt_tp: 55 characters and a NUL */
+			memcpy(line, "traceparent: ", 13);
+			memcpy(line + 13, call->attempt_tp, 56);
 			hl = line;
 		}
 		if (zc__curl_list_append(&l, hl) != 0)
