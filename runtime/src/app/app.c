@@ -302,18 +302,7 @@ join_background(long long deadline_ns)
 	int i;
 
 	for (i = 0; i < nhelpers; i++) {
-		long long t;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		t = deadline_ns - zc__now_ns();
-		if (t < 0)
-			t = 0;
-		ts.tv_sec += (time_t)(t / 1000000000LL);
-		ts.tv_nsec += (long)(t % 1000000000LL);
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		zc__wall_deadline(deadline_ns, 0, &ts);
 		if (pthread_timedjoin_np(helpers[i], NULL, &ts) != 0)
 			zc_warn("a start-up thread is still running at exit");
 	}

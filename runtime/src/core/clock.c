@@ -17,6 +17,50 @@ zc__now_ns(void)
 	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+long long
+zc__wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/*
+ * pthread_timedjoin_np takes a wall-clock time; the runtime's deadlines
+ * are monotonic.  The wall time deadline_ns + extra_ns (monotonic) stands
+ * for, now (a past deadline: now).
+ */
+void
+zc__wall_deadline(long long deadline_ns, long long extra_ns,
+		  struct timespec *ts)
+{
+	long long t = deadline_ns - zc__now_ns() + extra_ns;
+
+	clock_gettime(CLOCK_REALTIME, ts);
+	if (t < 0)
+		t = 0;
+	ts->tv_sec += (time_t)(t / 1000000000LL);
+	ts->tv_nsec += (long)(t % 1000000000LL);
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* A condition variable whose timed waits use the monotonic clock, immune
+ * to NTP steps, like every deadline of the runtime. */
+void
+zc__cond_init_monotonic(pthread_cond_t *cv)
+{
+	pthread_condattr_t a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &a);
+	pthread_condattr_destroy(&a);
+}
+
 /*
  * Every log line and most answers carry a timestamp; gmtime_r and strftime
  * cost more than the rest of a line, and the calendar part changes once a

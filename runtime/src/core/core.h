@@ -169,6 +169,12 @@ char *zc__metrics_render(size_t *len);
 
 /* ---- time (clock.c) ---- */
 long long zc__now_ns(void);
+/* The wall-clock time deadline_ns + extra_ns (monotonic) stands for, for
+ * the pthread calls that take one. */
+void zc__wall_deadline(long long deadline_ns, long long extra_ns,
+		       struct timespec *ts);
+/* Initialise cv for timed waits on the monotonic clock. */
+void zc__cond_init_monotonic(pthread_cond_t *cv);
 /* "YYYY-MM-DDTHH:MM:SS" of t in UTC into out (19 bytes, no NUL); the
  * calendar is worked out once per second per thread. */
 void zc__utc_seconds(time_t t, char *out);

@@ -29,22 +29,7 @@ static unsigned long long n_ended, n_dropped;
 static void
 cond_init(void)
 {
-	pthread_condattr_t a;
-
-	/* deadlines are on the monotonic clock, immune to NTP steps */
-	pthread_condattr_init(&a);
-	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-	pthread_cond_init(&queue_cond, &a);
-	pthread_condattr_destroy(&a);
-}
-
-long long
-zc__wall_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	zc__cond_init_monotonic(&queue_cond);
 }
 
 void

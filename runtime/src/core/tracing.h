@@ -212,7 +212,7 @@ void zc__span_status(struct zc_span *s, enum zc_span_status code,
  * when the queue is full.  s is no longer the caller's. */
 void zc__span_end(struct zc_span *s, long long end_ns);
 void zc__span_free(struct zc_span *s);
-/* Wall clock, Unix epoch ns. */
+/* Wall clock, Unix epoch ns (clock.c). */
 long long zc__wall_ns(void);
 
 /* ---- the queue of finished spans (span.c) ---- */

@@ -161,13 +161,7 @@ pause_ms(long ms)
 	struct timespec ts;
 	bool stop;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	zc__wall_deadline(zc__now_ns() + ms * 1000000LL, 0, &ts);
 	pthread_mutex_lock(&sc.mu);
 	while (!sc.stopping &&
 	       pthread_cond_timedwait(&sc.cv, &sc.mu, &ts) != ETIMEDOUT)

@@ -65,12 +65,7 @@ static long long partial_warned_ns;
 static void
 wait_init(void)
 {
-	pthread_condattr_t a;
-
-	pthread_condattr_init(&a);
-	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-	pthread_cond_init(&wait_cond, &a);
-	pthread_condattr_destroy(&a);
+	zc__cond_init_monotonic(&wait_cond);
 }
 
 /* Sleep ms, or less when stop is asked for meanwhile (once stopping,
@@ -620,7 +615,6 @@ zc__tracing_stop(long long deadline_ns)
 {
 	struct zc_span_counts c;
 	struct timespec ts;
-	long long t;
 
 	if (!running)
 		return;
@@ -631,16 +625,7 @@ zc__tracing_stop(long long deadline_ns)
 	pthread_mutex_unlock(&wait_mu);
 	zc__span_wake();
 	/* curl's progress callback notices the deadline within a second */
-	clock_gettime(CLOCK_REALTIME, &ts);
-	t = deadline_ns - zc__now_ns() + 1500000000LL;
-	if (t < 0)
-		t = 0;
-	ts.tv_sec += (time_t)(t / 1000000000LL);
-	ts.tv_nsec += (long)(t % 1000000000LL);
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	zc__wall_deadline(deadline_ns, 1500000000LL, &ts);
 	running = false;
 	if (pthread_timedjoin_np(thread, NULL, &ts) != 0) {
 		/* it holds cfg and the spans in hand: leave both to exit */

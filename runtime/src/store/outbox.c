@@ -127,12 +127,7 @@ static unsigned long wake_seq;
 static void
 wake_init(void)
 {
-	pthread_condattr_t a;
-
-	pthread_condattr_init(&a);
-	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-	pthread_cond_init(&wake_cv, &a);
-	pthread_condattr_destroy(&a);
+	zc__cond_init_monotonic(&wake_cv);
 }
 
 void
