@@ -6,8 +6,12 @@
  * Meant for `valgrind --tool=callgrind`: run it with N and with 0 and
  * divide the difference by N.
  *
- *   cc ... bench/span_cost.c build/lib/libzenithc.a (see make span-cost)
- *   valgrind --tool=callgrind build/bench/span_cost 100000
+ *   make all && cc -std=c11 -D_GNU_SOURCE -O2 -pthread -Iruntime/include \
+ *     -Iruntime/src bench/span_cost.c build/lib/libzenithc.a \
+ *     /usr/lib/x86_64-linux-gnu/libmicrohttpd.a \
+ *     build/obj/runtime/notls/notls.o -ljansson -lm -lrt -ldl \
+ *     -o build/span_cost
+ *   valgrind --tool=callgrind build/span_cost 100000
  */
 #include "core/core.h"
 

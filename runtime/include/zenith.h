@@ -24,8 +24,10 @@
  * Errors: every fallible call returns a zc_err (ZC_OK is 0), except the
  * constructors, which return NULL only when out of memory.
  *
- * Thread safety: handlers run concurrently on several threads.  zc_req,
- * zc_res and zc_call are used by one thread at a time.  zc_log*,
+ * Thread safety: handlers run concurrently on several threads, and
+ * interleave on each thread while they wait on an outbound call (docs/api.md
+ * section 1).  zc_req, zc_res, zc_call and zc_span are used by one handler
+ * at a time.  zc_log*,
  * zc_service_url, zc_strerror, zc_err_http_status, zc_json_dumps,
  * zc_timestamp, zc_money_*, zc_call_send_async, zc_req_trace_id, zc_env_*,
  * zc_random_id, zc_stable_id and zc_hash64 are safe from any thread.

@@ -132,6 +132,8 @@ void zc__log_sweep(void);
 void zc__log_flush_all(void);
 
 /* ---- JSON (json.c) ---- */
+/* The length of the valid UTF-8 sequence at s[0..n): 1 to 4, or 0. */
+size_t zc__utf8_seq(const unsigned char *s, size_t n);
 /* Compact, Go-compatible encoding (shortest round-trip numbers).  Returns a
  * malloc'd NUL-terminated string and its length, or NULL. */
 char *zc__json_dump(const json_t *value, size_t *len);

@@ -294,43 +294,53 @@ put_value(struct buf *b, const json_t *v)
 	}
 }
 
+/*
+ * The length of the UTF-8 sequence at s (n bytes left): 1 to 4, or 0 when
+ * it is not valid UTF-8 (overlong, a surrogate, past U+10FFFF, cut short).
+ * The OTLP encoders use it too.
+ */
+size_t
+zc__utf8_seq(const unsigned char *s, size_t n)
+{
+	size_t len, i;
+	unsigned c = s[0];
+	uint32_t cp;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2, cp = c & 0x1f;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3, cp = c & 0x0f;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4, cp = c & 0x07;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	/* overlong forms, surrogates, past U+10FFFF */
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return len;
+}
+
 /* Is s[0..n) UTF-8 without NUL (what json_pack accepts as a string)? */
 static bool
 utf8_ok(const char *s, size_t n)
 {
-	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, k;
 
-	while (p < end) {
-		unsigned c = *p;
-		size_t k, i;
-		unsigned cp;
-
-		if (c == 0)
+	while (i < n) {
+		if (p[i] == 0 || (k = zc__utf8_seq(p + i, n - i)) == 0)
 			return false;
-		if (c < 0x80) {
-			p++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			k = 1, cp = c & 0x1f;
-		else if (c >= 0xe0 && c <= 0xef)
-			k = 2, cp = c & 0x0f;
-		else if (c >= 0xf0 && c <= 0xf4)
-			k = 3, cp = c & 0x07;
-		else
-			return false;
-		if ((size_t)(end - p) <= k)
-			return false;
-		for (i = 1; i <= k; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (p[i] & 0x3f);
-		}
-		/* overlong, surrogate or beyond U+10FFFF */
-		if ((k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-		    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-			return false;
-		p += k + 1;
+		i += k;
 	}
 	return true;
 }

@@ -17,38 +17,7 @@
 
 #define SCOPE_NAME "zenith-c"
 
-/* ---- UTF-8 ---- */
-
-size_t
-zc__utf8_seq(const unsigned char *s, size_t n)
-{
-	size_t len, i;
-	unsigned c = s[0];
-	uint32_t cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2, cp = c & 0x1f;
-	else if (c >= 0xe0 && c <= 0xef)
-		len = 3, cp = c & 0x0f;
-	else if (c >= 0xf0 && c <= 0xf4)
-		len = 4, cp = c & 0x07;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	/* overlong forms, surrogates, past U+10FFFF */
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	return len;
-}
+/* ---- UTF-8 (zc__utf8_seq is json.c's) ---- */
 
 /* Bytes s takes once each invalid byte is U+FFFD (3 bytes); *clean
  * says whether it needs no change. */

@@ -241,10 +241,8 @@ char *zc__otlp_json(const struct zc_otel *o, const struct zc_span *list,
 /* One span as one JSON line for the console exporter (newline included). */
 char *zc__otlp_console(const struct zc_otel *o, const struct zc_span *s,
 		       size_t *len);
-/* Shared by otlp.c and otlp_json.c: the length of the valid UTF-8
- * sequence at s[0..n) (0: invalid), and Span/Link flags: the W3C flags,
+/* Shared by otlp.c and otlp_json.c: Span/Link flags, the W3C flags,
  * 0x100 (remoteness known) and 0x200 when remote. */
-size_t zc__utf8_seq(const unsigned char *s, size_t n);
 uint32_t zc__otlp_flags(uint8_t w3c, bool remote);
 /* The partial_success of an ExportTraceServiceResponse: rejected spans
  * and message (protobuf or JSON by protocol); 0 when none. */
