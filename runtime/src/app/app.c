@@ -294,19 +294,23 @@ background(void *(*fn)(void *))
 		(void)fn(NULL);
 }
 
-/* Wait for them until deadline (then leave them: the exit ends them). */
-static void
+/* Wait for them until deadline (then leave them: the exit ends them).
+ * Returns how many are still running. */
+static int
 join_background(long long deadline_ns)
 {
 	struct timespec ts;
-	int i;
+	int i, left = 0;
 
 	for (i = 0; i < nhelpers; i++) {
 		zc__wall_deadline(deadline_ns, 0, &ts);
-		if (pthread_timedjoin_np(helpers[i], NULL, &ts) != 0)
+		if (pthread_timedjoin_np(helpers[i], NULL, &ts) != 0) {
 			zc_warn("a start-up thread is still running at exit");
+			left++;
+		}
 	}
 	nhelpers = 0;
+	return left;
 }
 
 /*
@@ -330,6 +334,7 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 	long long deadline;
 	zc_app *app;
 	long left;
+	int helpers_left;
 	int sig, rc;
 
 	(void)argc;
@@ -437,12 +442,15 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 	zc__relay_drain(deadline);
 	/* the spans of everything above, exported within the same deadline */
 	zc__tracing_stop(deadline);
+	/* the store's warm-up may still be in its first transaction (a
+	 * locked SQLite file): it uses a connection closed below */
+	helpers_left = join_background(deadline);
 	if (left == 0) {
 		zc__server_stop(srv);
-		/* no handler or probe runs now: the store's connections can
-		 * go (with handlers still running they stay, and the exit
-		 * closes them) */
-		if (app->uses_store)
+		/* no handler, probe or start-up thread runs now: the store's
+		 * connections can go (with any still running they stay, and
+		 * the exit closes them) */
+		if (app->uses_store && helpers_left == 0)
 			zc__store_close_all();
 	} else {
 		/*
@@ -462,7 +470,6 @@ zc_main(int argc, char **argv, int (*setup)(zc_app *app))
 	else if (app->shutdown != NULL)
 		zc_warn("shutdown hook skipped: handlers still running");
 	app->init_ran = false; /* the shutdown hook has run */
-	join_background(deadline);
 	zc_info("stopped");
 	zc__log_flush_all(); /* handlers still running past the deadline */
 	if (left == 0)
