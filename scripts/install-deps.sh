@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PKGS=(gcc make pkg-config libc6-dev libmicrohttpd-dev libjansson-dev
-      libcurl4-openssl-dev libsqlite3-dev libpq-dev libsqlite3-0
+      libcurl4-openssl-dev libsqlite3-dev libpq-dev libsqlite3-0 zlib1g-dev
       check curl python3 python3-yaml procps iproute2)
 # --postgres: also the PostgreSQL 15 server and client, for the tests and
 # `make run-postgres` (`make run` needs neither: its state is SQLite).

@@ -17,11 +17,13 @@ need apt-cache debootstrap podman runc chroot
 containers_setup
 
 # The runtime compiles against the headers of every library it uses;
-# libcurl, libsqlite3 and libpq are loaded with dlopen, so their -dev
-# packages are there for the headers (and for BP_ZC_BUNDLE_LIBS to find
-# the shared libraries), not for linking.
+# libcurl, libsqlite3, libpq and zlib (the trace exporter's gzip) are
+# loaded with dlopen, so their -dev packages are there for the headers
+# (and for BP_ZC_BUNDLE_LIBS to find the shared libraries), not for
+# linking.
 PKGS=(build-essential pkg-config libmicrohttpd-dev libjansson-dev
-      libcurl4-openssl-dev libsqlite3-dev libpq-dev ca-certificates)
+      libcurl4-openssl-dev libsqlite3-dev libpq-dev zlib1g-dev
+      ca-certificates)
 UID_GID=1001
 repo=localhost/zenith-c/build
 
