@@ -32,6 +32,7 @@ struct zc_tx {
 	bool active;
 	bool aborted;  /* a statement failed: later ones fail, commit undoes */
 	bool conflict; /* ... and the failure was a lost race: re-run it */
+	bool gated;    /* it holds store.c's write gate (SQLite) */
 	long long changes;
 	long long start_ns;
 };
