@@ -26,7 +26,7 @@ if [[ "$SMOKE" == 1 ]]; then
 	WITH_PG="${WITH_PG:-0}" PROFILE="${PROFILE-}" COLD_FNS="${COLD_FNS:-audit}"
 	DURABLE_TARGETS="${DURABLE_TARGETS:-transaction}" # through both stateful functions
 else
-	REPEAT="${REPEAT:-3}" DURATION="${DURATION:-10}" CONNS="${CONNS:-1 16 64}"
+	REPEAT="${REPEAT:-3}" DURATION="${DURATION:-10}" CONNS="${CONNS:-1 16 64 256}"
 	WARMUP="${WARMUP:-2}" COLD_RUNS="${COLD_RUNS:-10}" COLD_SETS="${COLD_SETS:-3}"
 	OUT="${OUT:-$ROOT/build/bench}" WITH_GO="${WITH_GO:-auto}"
 	WITH_PG="${WITH_PG:-auto}" PROFILE="${PROFILE-ours ours-sqlite ours-pg}"
@@ -36,8 +36,10 @@ WITH_SQLITE="${WITH_SQLITE:-1}"
 # The durable chains run only where their targets are measured: the
 # stateful routes, at the largest connection count (see bench/README.md).
 DURABLE_TARGETS="${DURABLE_TARGETS:-update transaction}"
-DURABLE_CONNS="${DURABLE_CONNS:-$(tr ' ' '\n' <<<"$CONNS" | sort -n | tail -1)}"
+# 64 as well when measured: issue 16's throughput and p99 targets are at 64.
+DURABLE_CONNS="${DURABLE_CONNS:-$(tr ' ' '\n' <<<"$CONNS" | sort -n | awk '$1 == 64 {print} {m = $1} END {if (m != 64) print m}' | tr '\n' ' ' | sed 's/ $//')}"
 WRK_TIMEOUT="${WRK_TIMEOUT:-2s}"
+CMAX="$(tr ' ' '\n' <<<"$CONNS" | sort -n | tail -1)"
 # BIN=DIR: measure those binaries as they are (no `make all`), e.g. a copy
 # taken while the tree is being edited.
 [[ -n "${BIN:-}" ]] && BUILD_OURS="${BUILD_OURS:-0}"
@@ -368,6 +370,9 @@ pg_ticks_delta() { # -> ticks since pg_ticks_start (a backend started since: all
 	for p in $(pg_pids); do t=$((t + $(cpu_ticks "$p") - ${PG_T0[$p]:-0})); done
 	echo "$t"
 }
+pd_kib() { # pid -> kB of private dirty memory (smaps_rollup), or "-" when gone
+	awk '/^Private_Dirty:/ {s += $2; f = 1} END {print (f ? s : "-")}' "/proc/$1/smaps_rollup" 2>/dev/null || echo -
+}
 mem_kib() { # field pid -> kB of VmRSS or VmHWM, or "-" when gone
 	awk -v f="$1:" '$1 == f {print $2; found = 1} END {if (!found) print "-"}' "/proc/$2/status" 2>/dev/null || echo -
 }
@@ -382,7 +387,7 @@ alive() { kill -0 "${PID[$1]}" 2>/dev/null; }
 
 declare -A DEAD # system -> "role role" that died
 RUNS="$OUT/runs.tsv"
-printf 'system\ttarget\tconns\trep\treq_s\tp50_ms\tp99_ms\tnon2xx\tsock_err\ttime_wait\tcpu_us_per_req\trss_kib\thwm_kib\trss_audit_kib\trss_balance_kib\trss_tx_kib\thwm_audit_kib\thwm_balance_kib\thwm_tx_kib\tlog_warn_err\tlog_bytes_per_req\tdead\tdb_cpu_us_per_req\n' >"$RUNS"
+printf 'system\ttarget\tconns\trep\treq_s\tp50_ms\tp99_ms\tnon2xx\tsock_err\ttime_wait\tcpu_us_per_req\trss_kib\thwm_kib\trss_audit_kib\trss_balance_kib\trss_tx_kib\thwm_audit_kib\thwm_balance_kib\thwm_tx_kib\tlog_warn_err\tlog_bytes_per_req\tdead\tdb_cpu_us_per_req\tpd_audit_kib\tpd_balance_kib\tpd_tx_kib\n' >"$RUNS"
 
 check_dead() { # system -> records and prints dead roles; 0 if all alive
 	local sys="$1" r d=""
@@ -399,7 +404,7 @@ check_dead() { # system -> records and prints dead roles; 0 if all alive
 run_one() { # system target conns rep [warmup]
 	local sys="$1" t="$2" c="$3" rep="$4" warm="${5:-}" entry url out pids=() ports=() r
 	local cpu0 cpu1 tw res req dur rps p50 p99 st sock cpu rss hwm d="" lb=0 lw=0 half w db=0 dbcpu=-
-	declare -A mid hw
+	declare -A mid hw pd
 	entry="$(entry_role "$sys" "$t")"
 	url="http://$HOST:${PORT[$sys/$entry]}${TPATH[$t]}"
 	for r in $(target_roles "$sys" "$t"); do pids+=("${PID[$sys/$r]}"); done
@@ -420,7 +425,13 @@ run_one() { # system target conns rep [warmup]
 	# Resident memory under load: sampled half way through the run.
 	half="$(awk -v d="$DURATION" 'BEGIN {print d / 2}')"
 	sleep "$half"
-	for r in $(roles_of "$sys"); do mid[$r]="$(mem_kib VmRSS "${PID[$sys/$r]}")"; done
+	for r in $(roles_of "$sys"); do
+		mid[$r]="$(mem_kib VmRSS "${PID[$sys/$r]}")"
+		pd[$r]="$(pd_kib "${PID[$sys/$r]}")"
+		# The whole map once per function, for the memory by library.
+		[[ "$t" == transaction && "$rep" == 1 && "$c" == "$CMAX" ]] &&
+			cp "/proc/${PID[$sys/$r]}/smaps" "$OUT/raw/$sys.$r.smaps.txt" 2>/dev/null
+	done
 	wait "$w"
 	WRK_PID=
 	cpu1="$(cpu_ticks "${pids[@]}")"
@@ -456,10 +467,11 @@ run_one() { # system target conns rep [warmup]
 	hwm="${hw[$entry]}"
 	local lbpr
 	lbpr="$(awk -v b="$lb" -v r="$req" 'BEGIN {if (r > 0) printf "%.0f", b / r; else print "-"}')"
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
 		"$sys" "$t" "$c" "$rep" "$rps" "$p50" "$p99" "$st" "$sock" "$tw" "$cpu" "$rss" "$hwm" \
 		"${mid[audit]:--}" "${mid[balance]:--}" "${mid[tx]:--}" "${hw[audit]:--}" "${hw[balance]:--}" "${hw[tx]:--}" \
-		"$(is_ours "$sys" && echo "$lw" || echo -)" "$lbpr" "${d%,}" "$dbcpu" >>"$RUNS"
+		"$(is_ours "$sys" && echo "$lw" || echo -)" "$lbpr" "${d%,}" "$dbcpu" \
+		"${pd[audit]:--}" "${pd[balance]:--}" "${pd[tx]:--}" >>"$RUNS"
 	printf '  %-11s %-12s c=%-3s rep=%s  %8s req/s  p50 %7s ms  p99 %7s ms  err %s/%s  cpu %6s us/req  rss %s KiB  tw %s%s\n' \
 		"$sys" "${TPATH[$t]}" "$c" "$rep" "$rps" "$p50" "$p99" "$st" "$sock" "$cpu" "$rss" "$tw" \
 		"${d:+  DIED: ${d%,}}"
@@ -523,6 +535,57 @@ for t in "${TARGETS[@]}"; do
 		done
 	done
 done
+
+# --- latency injected: DELAY_MS between transaction-processor and
+# balance-manager (issue 16) ---------------------------------------------------
+#
+# A second transaction-processor per chain calls its balance-manager through
+# bench/delayproxy.c, which holds each request DELAY_MS on its way: the
+# downstream of a function in another zone, or a slow one.  At LAT_CONNS
+# connections the chain can then complete at most LAT_CONNS / DELAY_MS
+# transactions a second; how close it gets is how well a handler that
+# waits leaves its thread to others.
+LAT="$OUT/latency.tsv"
+printf 'system\tdelay_ms\tconns\trep\treq_s\tp99_ms\terrors\n' >"$LAT"
+LAT_CONNS="${LAT_CONNS:-256}" DELAY_MS="${DELAY_MS:-50}"
+if [[ "$SMOKE" != 1 && "${WITH_LATENCY:-1}" == 1 ]]; then
+	cc "${CFLAGS_BENCH[@]}" -o "$OUT/bin/delayproxy" bench/delayproxy.c || die "building bench/delayproxy.c failed"
+	LAT_SYSTEMS=(ours)
+	[[ "$WITH_GO" == 1 ]] && LAT_SYSTEMS+=(go-tuned)
+	for s in "${LAT_SYSTEMS[@]}"; do
+		[[ -z "${DEAD[$s]:-}" ]] || continue
+		next_port
+		"$OUT/bin/delayproxy" "$REPLY" "${PORT[$s/balance]}" "$DELAY_MS" >"$OUT/logs/$s.delayproxy.log" 2>&1 &
+		ALL_PIDS+=($!)
+		if [[ "$s" == ours ]]; then
+			start "$s" txlat "$BIN/transaction-processor" ZC_LISTEN_ADDRESS=$HOST ZC_STORE_URL=memory: \
+				BALANCE_MANAGER_URL="http://$HOST:$REPLY"
+		else
+			start "$s" txlat "$GO_DIR/bin-tuned/transaction-processor" LISTEN_HOST=$HOST \
+				BALANCE_MANAGER_URL="http://$HOST:$REPLY"
+		fi
+		wait_up "$s" txlat || die "$s: the transaction-processor behind the delay did not start"
+	done
+	say ""
+	say "== POST /transaction, ${DELAY_MS} ms injected between transaction-processor and balance-manager, $LAT_CONNS connections"
+	for ((rep = 1; rep <= REPEAT; rep++)); do
+		for s in "${LAT_SYSTEMS[@]}"; do
+			out="$OUT/raw/$s.txlat.r$rep.txt"
+			timeout $((DURATION + 15)) wrk -t1 -c"$LAT_CONNS" -d"${DURATION}s" --timeout "$WRK_TIMEOUT" --latency \
+				-s "$OUT/raw/transaction.lua" "http://$HOST:${PORT[$s/txlat]}/transaction" >"$out" 2>&1
+			res="$(grep -m1 '^WRKRESULT' "$out")"
+			req="$(num requests "$res")"
+			dur="$(num duration_us "$res")"
+			((dur > 0)) || dur=1
+			rps="$(awk -v r="$req" -v d="$dur" 'BEGIN {printf "%.0f", r / (d / 1e6)}')"
+			p99="$(awk -v v="$(num p99_us "$res")" 'BEGIN {printf "%.3f", v / 1000}')"
+			errs=$(($(num status_err "$res") + $(num connect_err "$res") + $(num read_err "$res") + $(num write_err "$res") + $(num timeout_err "$res")))
+			((req == 0)) && errs=$((errs + 1))
+			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$DELAY_MS" "$LAT_CONNS" "$rep" "$rps" "$p99" "$errs" >>"$LAT"
+			printf '  %-11s +%sms        c=%-3s rep=%s  %8s req/s  p99 %7s ms  err %s\n' "$s" "$DELAY_MS" "$LAT_CONNS" "$rep" "$rps" "$p99" "$errs"
+		done
+	done
+fi
 T_LOAD=$((SECONDS - T_START))
 
 # --- profile: where a transaction's time goes, per chain ---------------------
@@ -738,7 +801,7 @@ RUN_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 		"${PG_SETTINGS:-}" "$STORE_FS" "${DSYNC_US:-}" "$PROFILE" "$PERF_OK"
 	printf 'IDLE_START=%q\nLOAD_START=%q\nLOAD_END=%q\nT_LOAD=%q\nT_PROFILE=%q\nT_ALL=%q\nMACHINE=%q\n' \
 		"$idle" "$LOAD_START" "$LOAD_END" "$T_LOAD" "$T_PROFILE" "$T_ALL" "$MACHINE"
-	printf 'BAD_EXIT=%q\n' "$BAD_EXIT"
+	printf 'BAD_EXIT=%q\nDELAY_MS=%q\nLAT_CONNS=%q\n' "$BAD_EXIT" "$DELAY_MS" "$LAT_CONNS"
 } >"$OUT/meta.env"
 
 else # BENCH_REPORT=1
@@ -774,12 +837,12 @@ NR == 1 { next }
 	add(k, "cpu", $11); add(k, "rss", $12); add(k, "ra", $14); add(k, "rb", $15); add(k, "rt", $16)
 	mx(k, "hwm", $13); mx(k, "ha", $17); mx(k, "hb", $18); mx(k, "ht", $19)
 	st[k] += $8; so[k] += $9; if ($20 != "-") lw[k] += $20; if ($22 != "") dead[k] = dead[k] $22 " "
-	add(k, "db", $23) }
+	add(k, "db", $23); add(k, "pa", $24); add(k, "pb", $25); add(k, "pt", $26) }
 END {
 	print "system", "target", "conns", "reps", "req_s", "req_s_min", "req_s_max", "p50_ms", "p99_ms", "p99_min", "p99_max",
 		"non2xx", "sock_err", "time_wait", "cpu_us_per_req", "rss_mib", "hwm_mib",
 		"rss_audit_mib", "rss_balance_mib", "rss_tx_mib", "hwm_audit_mib", "hwm_balance_mib", "hwm_tx_mib", "log_warn_err", "dead",
-		"db_cpu_us_per_req"
+		"db_cpu_us_per_req", "pd_audit_mib", "pd_balance_mib", "pd_tx_mib"
 	for (i = 1; i <= n; i++) { k = order[i]
 		printf "%s\t%d\t%.0f\t%.0f\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%d\t%d\t%.0f\t%s", k, reps[k], med(L[k, "rps"]),
 			lo(L[k, "rps"]), hi(L[k, "rps"]), med(L[k, "p50"]), med(L[k, "p99"]), lo(L[k, "p99"]), hi(L[k, "p99"]),
@@ -788,8 +851,12 @@ END {
 		for (j = 1; j <= 8; j++) { split(f[j], g, ":")
 			if (g[2] == "L") printf "\t%s", (L[k, g[1]] == "" ? "-" : sprintf("%.1f", med(L[k, g[1]]) / 1024))
 			else printf "\t%s", (M[k, g[1]] == "" ? "-" : sprintf("%.1f", M[k, g[1]] / 1024)) }
-		printf "\t%s\t%s\t%s\n", (k ~ /^ours/ ? lw[k] + 0 : "-"), (dead[k] == "" ? "-" : dead[k]),
-			(L[k, "db"] == "" ? "-" : sprintf("%.1f", med(L[k, "db"]))) }
+		printf "\t%s\t%s\t%s", (k ~ /^ours/ ? lw[k] + 0 : "-"), (dead[k] == "" ? "-" : dead[k]),
+			(L[k, "db"] == "" ? "-" : sprintf("%.1f", med(L[k, "db"])))
+		split("pa pb pt", f, " ")
+		for (j = 1; j <= 3; j++)
+			printf "\t%s", (L[k, f[j]] == "" ? "-" : sprintf("%.1f", med(L[k, f[j]]) / 1024))
+		printf "\n" }
 }' "$RUNS" >"$RES"
 
 # col NAME: the field number of NAME in results.tsv
@@ -803,7 +870,51 @@ cold_med() { # system fn -> median ms over all recorded runs
 }
 cold_range() { awk -F'\t' -v s="$1" -v f="$2" 'NR > 1 && $1 == s && $2 == f {print $5}' "$COLD" | sort -g | awk 'NR == 1 {a = $1} {b = $1} END {if (NR) printf "%s..%s", a, b}'; }
 
+lat_med() { # system column(5 req_s, 6 p99_ms) -> median over the repeats
+	[[ -r "${LAT:-$OUT/latency.tsv}" ]] || return 0
+	awk -F'\t' -v s="$1" -v c="$2" 'NR > 1 && $1 == s {print $c}' "${LAT:-$OUT/latency.tsv}" | sort -g |
+		awk '{a[NR] = $1} END {if (NR == 0) print ""; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'
+}
 div() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == "" || a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b}'; }
+
+# Memory by library: /proc/PID/smaps of each function, copied half way
+# through the first POST /transaction run at CMAX connections, summed by
+# the file each mapping comes from (the executable, each shared library)
+# and, for anonymous memory, by kind ([heap]: the main arena; anon: the
+# other malloc arenas, thread and fiber stacks, libraries' own mmaps).
+mem_by_library() {
+	local s r f any=0
+	for s in "${SYSTEMS[@]}"; do
+		for r in audit balance tx; do [[ -s "$OUT/raw/$s.$r.smaps.txt" ]] && any=1; done
+	done
+	((any)) || return 0
+	say ""
+	say "Memory by library under POST /transaction at $CMAX connections (smaps half way through the first run; RSS / private dirty in KiB, largest RSS first, the rest summed):"
+	say ""
+	say "| function | system | RSS KiB | private dirty KiB | by mapping (RSS/private dirty KiB) |"
+	say "|---|---|---:|---:|---|"
+	for r in audit balance tx; do
+		for s in "${SYSTEMS[@]}"; do
+			f="$OUT/raw/$s.$r.smaps.txt"
+			[[ -s "$f" ]] || continue
+			awk -v fn="${BINNAME[$r]}" -v sys="$s" '
+				/^[0-9a-f]+-[0-9a-f]+ / { n = split($0, w, " "); k = (n >= 6 ? w[6] : "anon")
+					for (i = 7; i <= n; i++) k = k " " w[i]
+					sub(/.*\//, "", k); sub(/\.so[.0-9]*$/, "", k); sub(/ \(deleted\)$/, "", k)
+					if (k ~ /^\[anon:/ || k ~ /^\[(stack|vvar|vdso|vsyscall)/) k = (k ~ /^\[stack/ ? "[stack]" : (k ~ /^\[anon:/ ? "anon" : "[kernel]"))
+					next }
+				/^Rss:/ { rss[k] += $2; R += $2 }
+				/^Private_Dirty:/ { pd[k] += $2; P += $2 }
+				END { m = 0; for (k in rss) if (rss[k] > 0) key[++m] = k
+					for (i = 2; i <= m; i++) { v = key[i]; for (j = i - 1; j >= 1 && rss[key[j]] < rss[v]; j--) key[j + 1] = key[j]; key[j + 1] = v }
+					out = ""; rr = 0; rp = 0
+					for (i = 1; i <= m; i++) if (i <= 8) out = out (out == "" ? "" : ", ") key[i] " " rss[key[i]] "/" pd[key[i]] + 0
+						else { rr += rss[key[i]]; rp += pd[key[i]] }
+					if (m > 8) out = out ", rest " rr "/" rp
+					printf "| %s | %s | %d | %d | %s |\n", fn, sys, R, P, out }' "$f"
+		done
+	done
+}
 
 MD="$OUT/results.md"
 {
@@ -820,11 +931,25 @@ MD="$OUT/results.md"
 	say ""
 	say "| system | target | conns | req/s (median) | req/s min..max | p50 ms | p99 ms (min..max) | non-2xx / socket errors | server CPU µs/req | RSS MiB (entry fn, under load) | HWM MiB | TIME_WAIT after |"
 	say "|---|---|---|---:|---|---:|---|---|---:|---:|---:|---:|"
-	tail -n +2 "$RES" | while IFS=$'\t' read -r s t c _ rps rmin rmax p50 p99 p99l p99h st so tw cpu rss hwm _ _ _ _ _ _ _ _ db; do
+	tail -n +2 "$RES" | while IFS=$'\t' read -r s t c _ rps rmin rmax p50 p99 p99l p99h st so tw cpu rss hwm _ _ _ _ _ _ _ _ db _; do
 		[[ "${db:--}" != - ]] && cpu+=" (db $db)"
 		say "| $s | POST ${TPATH[$t]} | $c | $rps | $rmin..$rmax | $p50 | $p99 ($p99l..$p99h) | $st / $so | $cpu | $rss | $hwm | $tw |"
 	done
 } >"$MD"
+
+# The injected-latency runs.
+if [[ -r "$OUT/latency.tsv" && "$(wc -l <"$OUT/latency.tsv")" -gt 1 ]]; then
+	{
+		say ""
+		say "POST /transaction with ${DELAY_MS:-50} ms injected between transaction-processor and balance-manager (bench/delayproxy.c), ${LAT_CONNS:-256} connections, memory: store; at most ${LAT_CONNS:-256} / ${DELAY_MS:-50} ms = $(( ${LAT_CONNS:-256} * 1000 / ${DELAY_MS:-50} )) transactions/s:"
+		say ""
+		say "| system | req/s (median) | req/s min..max | p99 ms (median) | errors (all repeats) |"
+		say "|---|---:|---|---:|---:|"
+		awk -F'\t' 'NR > 1 {print $1}' "$OUT/latency.tsv" | awk '!seen[$0]++' | while read -r s; do
+			say "| $s | $(lat_med "$s" 5) | $(awk -F'\t' -v s="$s" 'NR > 1 && $1 == s {print $5}' "$OUT/latency.tsv" | sort -g | awk 'NR == 1 {a = $1} {b = $1} END {printf "%s..%s", a, b}') | $(lat_med "$s" 6) | $(awk -F'\t' -v s="$s" 'NR > 1 && $1 == s {e += $7} END {print e + 0}' "$OUT/latency.tsv") |"
+		done
+	} >>"$MD"
+fi
 
 # Memory per function under the heaviest load (POST /transaction, most connections).
 CMAX="$(tr ' ' '\n' <<<"$CONNS" | sort -n | tail -1)"
@@ -844,17 +969,19 @@ CMAX="$(tr ' ' '\n' <<<"$CONNS" | sort -n | tail -1)"
 	say ""
 	say "Cold start and memory of each function in each mode, against Go. Cold start: posix_spawn to the first 2xx (audit-logger POST /log, balance-manager POST /update, transaction-processor POST /transaction, its downstream the same system's running function), polled every 100 µs, $COLD_SETS sets of $COLD_RUNS runs, alternating, median (min..max); the stores exist already (a restart). Go's cold start is the seed's binaries. Memory: VmRSS half way through the POST /transaction runs at $CMAX connections (median) and the peak (VmHWM) over the whole benchmark:"
 	say ""
-	say "| function | system | cold start ms | cold / go | RSS MiB | HWM MiB | RSS / go | RSS / go-tuned |"
-	say "|---|---|---:|---:|---:|---:|---:|---:|"
+	say "| function | system | cold start ms | cold / go | RSS MiB | HWM MiB | private dirty MiB | RSS / go | RSS / go-tuned | private dirty / go-tuned |"
+	say "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for fn in audit balance tx; do
 		for s in "${SYSTEMS[@]}"; do
 			[[ "$s" == ceiling ]] && continue
 			cm="$(cold_med "$s" "$fn")"
 			rs="$(get "$s" transaction "$CMAX" "rss_${fn}_mib")"
-			say "| ${BINNAME[$fn]} | $s | ${cm:--}${cm:+ ($(cold_range "$s" "$fn"))} | $(div "$cm" "$(cold_med go "$fn")") | ${rs:--} | $(get "$s" transaction "$CMAX" "hwm_${fn}_mib") | $(div "$rs" "$(get go transaction "$CMAX" "rss_${fn}_mib")") | $(div "$rs" "$(get go-tuned transaction "$CMAX" "rss_${fn}_mib")") |"
+			pdv="$(get "$s" transaction "$CMAX" "pd_${fn}_mib")"
+			say "| ${BINNAME[$fn]} | $s | ${cm:--}${cm:+ ($(cold_range "$s" "$fn"))} | $(div "$cm" "$(cold_med go "$fn")") | ${rs:--} | $(get "$s" transaction "$CMAX" "hwm_${fn}_mib") | ${pdv:--} | $(div "$rs" "$(get go transaction "$CMAX" "rss_${fn}_mib")") | $(div "$rs" "$(get go-tuned transaction "$CMAX" "rss_${fn}_mib")") | $(div "$pdv" "$(get go-tuned transaction "$CMAX" "pd_${fn}_mib")") |"
 		done
 	done
 	[[ -n "${COLD_FAIL:-}" ]] && say "" && say "Cold start failed: $COLD_FAIL"
+	mem_by_library
 } >>"$MD"
 
 # The issue's targets, as ratios from this run.
@@ -955,12 +1082,47 @@ if [[ "$WITH_GO" == 1 ]]; then
 		done
 	done
 fi
+# Issue 16: a handler that waits holds no thread.
+ISSUE=16
+worst_pd() { # system against -> the largest private-dirty ratio over the three functions
+	maxdiv "$(get "$1" transaction "$CMAX" pd_audit_mib)" "$(get "$2" transaction "$CMAX" pd_audit_mib)" \
+		"$(get "$1" transaction "$CMAX" pd_balance_mib)" "$(get "$2" transaction "$CMAX" pd_balance_mib)" \
+		"$(get "$1" transaction "$CMAX" pd_tx_mib)" "$(get "$2" transaction "$CMAX" pd_tx_mib)"
+}
+if [[ "$WITH_GO" == 1 ]]; then
+	for s in ours ours-sqlite; do
+		inlist "$s" "${SYSTEMS[*]}" || continue
+		ratio "POST /transaction c=64 req/s $s/go-tuned" "$(div "$(get "$s" transaction 64 req_s)" "$(get go-tuned transaction 64 req_s)")" ">=" 2.5
+		ratio "POST /transaction c=64 p99 $s/go-tuned" "$(div "$(get "$s" transaction 64 p99_ms)" "$(get go-tuned transaction 64 p99_ms)")" "<=" 0.33
+	done
+fi
+ratio "POST /transaction req/s c=256 / c=16 (ours)" "$(div "$(get ours transaction 256 req_s)" "$(get ours transaction 16 req_s)")" ">=" 0.9
+[[ "$WITH_GO" == 1 ]] &&
+	ratio "POST /transaction req/s c=256 / c=16 (go-tuned, for scale)" "$(div "$(get go-tuned transaction 256 req_s)" "$(get go-tuned transaction 16 req_s)")" "" ""
+ratio "POST /transaction +${DELAY_MS:-50} ms injected, c=${LAT_CONNS:-256}: transactions/s (ours)" "$(lat_med ours 5)" ">=" 4000
+[[ "$WITH_GO" == 1 ]] &&
+	ratio "POST /transaction +${DELAY_MS:-50} ms injected, c=${LAT_CONNS:-256}: transactions/s (go-tuned, for scale)" "$(lat_med go-tuned 5)" "" ""
+for c in 64 256; do
+	ratio "POST /log c=$c req/s ours/ceiling" "$(div "$(get ours log "$c" req_s)" "$(get ceiling log "$c" req_s)")" ">=" 0.85
+done
+if [[ "$WITH_GO" == 1 ]]; then
+	for s in ours ours-sqlite; do
+		inlist "$s" "${SYSTEMS[*]}" || continue
+		ratio "RSS under /transaction c=$CMAX, worst function $s/go-tuned" "$(worst_rss "$s" go-tuned)" "<=" 1
+		ratio "private dirty under /transaction c=$CMAX, worst function $s/go-tuned" "$(worst_pd "$s" go-tuned)" "<=" 0.5
+	done
+	for fn in $COLD_FNS; do
+		ratio "cold start ${BINNAME[$fn]} ours/go (median)" "$(div "$(cold_med ours "$fn")" "$(cold_med go "$fn")")" "<" 0.5
+	done
+fi
 {
-	for issue in 7 13; do
+	for issue in 7 13 16; do
 		grep -q "^$issue"$'\t' "$RATIOS" || continue
 		say ""
 		if [[ "$issue" == 7 ]]; then
 			say "Targets of issue 7 (ratios from this run; $CMAX connections; ours = the memory: store):"
+		elif [[ "$issue" == 16 ]]; then
+			say "Targets of issue 16, a handler that waits holds no thread (ratios from this run; ours = the memory: store, ours-sqlite = the default; memory at $CMAX connections):"
 		else
 			say "Targets of issue 13, the durable chain (ratios from this run; $CMAX connections; ours-sqlite = the default store):"
 		fi

@@ -110,4 +110,11 @@ void zc__sql_excerpt(char *out, size_t size, const char *sql);
 /* Milliseconds SQLite waits for the write lock. */
 #define ZC_STORE_BUSY_MS 5000
 
+/* gate.c: this process's SQLite transactions take turns (see there).
+ * enter: ZC_OK, or ZC_ERR_STORE after ZC_STORE_BUSY_MS; on a fiber the
+ * wait yields the loop.  leave: hand the gate to the next in line. */
+zc_err zc__store_gate_enter(void);
+void zc__store_gate_leave(void);
+unsigned long zc__store_gate_waits(void);
+
 #endif /* ZC_STORE_BACKEND_H */
