@@ -80,6 +80,10 @@ conn(void *arg)
 int
 main(int argc, char **argv)
 {
+	if (argc != 4) {
+		fprintf(stderr, "usage: delayproxy PORT UPSTREAM_PORT DELAY_MS\n");
+		return 2;
+	}
 	int port = atoi(argv[1]), one = 1;
 	up_port = atoi(argv[2]);
 	delay_ms = atoi(argv[3]);

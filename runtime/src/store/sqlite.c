@@ -72,10 +72,11 @@ static pthread_once_t load_once_ctl = PTHREAD_ONCE_INIT;
 static int load_rc = -1;
 
 /*
- * memory: databases share one page cache, where SQLite answers a second
- * writer SQLITE_LOCKED at once rather than waiting in the busy handler.
- * This lock is what BEGIN IMMEDIATE's wait is for a file: transactions
- * take turns, waiting up to the busy timeout.
+ * memory: one database (memdb) for every connection of the process, with
+ * one writer at a time and readers shut out while a commit lands.  Its
+ * connections take turns on this lock instead of spinning in SQLite's
+ * busy handler, waiting up to the busy timeout (store.c's gate already
+ * queues transactions; this also covers opening and pinging).
  */
 static pthread_mutex_t memory_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -292,6 +293,14 @@ sq_open(const struct zc_store_url *u)
 	}
 	sq.extended_result_codes(c->db, 1);
 	sq.busy_timeout(c->db, ZC_STORE_BUSY_MS);
+	if (c->memory) {
+		/* memdb stops at 1 GiB by default (SQLITE_FULL); memory: is
+		 * bounded by the process's memory, as documented */
+		sqlite3_int64 limit = (sqlite3_int64)1 << 62;
+
+		(void)sq.file_control(c->db, "main", SQLITE_FCNTL_SIZE_LIMIT,
+				      &limit);
+	}
 	if (c->memory && memory_lock(c) != ZC_OK) {
 		sq_close(&c->base);
 		return NULL;

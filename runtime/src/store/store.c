@@ -285,7 +285,6 @@ gate_needed(void)
 	return cfg.kind == ZC_STORE_SQLITE || cfg.kind == ZC_STORE_MEMORY;
 }
 
-
 static void
 finish(zc_tx *tx, int outcome)
 {

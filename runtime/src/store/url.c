@@ -276,15 +276,23 @@ parse_sqlite(const char *url, struct zc_store_url *out, char *err,
 	return 0;
 }
 
-/* An in-memory database shared by every connection of this process,
- * and only it: a name no other process or configuration uses. */
+/*
+ * An in-memory database shared by every connection of this process,
+ * and only it: a name no other process or configuration uses.  SQLite's
+ * memdb VFS (a name starting with "/" is shared within the process), not
+ * mode=memory&cache=shared: with the shared cache every COMMIT walks the
+ * whole page cache's hash table, so a store that keeps every record got
+ * slower as it grew (audit-logger's POST /log fell from 12k to 3.4k
+ * requests/s at 75 MiB; measured in a loop of single-row transactions:
+ * 19 -> 45 us per insert over 600k rows, memdb flat at 25).
+ */
 static int
 parse_memory(const char *url, struct zc_store_url *out, char *err,
 	     size_t errsize)
 {
 	char uri[96];
 
-	snprintf(uri, sizeof(uri), "file:zc-%ld-%u?mode=memory&cache=shared",
+	snprintf(uri, sizeof(uri), "file:/zc-%ld-%u?vfs=memdb",
 		 (long)getpid(), atomic_fetch_add(&memory_seq, 1));
 	out->kind = ZC_STORE_MEMORY;
 	out->ephemeral = true;
