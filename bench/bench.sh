@@ -383,6 +383,22 @@ timewait() { # port... -> TIME_WAIT sockets on those ports (either end)
 }
 kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
 num() { local v; v="$(kv "$1" "$2")"; echo "${v:-0}"; }
+wrk_result() { # wrk output file -> sets req rps p50 p99 st sock (0 requests: one socket error)
+	local res dur
+	res="$(grep -m1 '^WRKRESULT' "$1")"
+	[[ -n "$res" ]] || { say "  wrk gave no result ($1)"; res="WRKRESULT requests=0 duration_us=1"; }
+	req="$(num requests "$res")"
+	dur="$(num duration_us "$res")"
+	((dur > 0)) || dur=1
+	rps="$(awk -v r="$req" -v d="$dur" 'BEGIN {printf "%.0f", r / (d / 1e6)}')"
+	p50="$(awk -v v="$(num p50_us "$res")" 'BEGIN {printf "%.3f", v / 1000}')"
+	p99="$(awk -v v="$(num p99_us "$res")" 'BEGIN {printf "%.3f", v / 1000}')"
+	st="$(num status_err "$res")"
+	sock=$(($(num connect_err "$res") + $(num read_err "$res") + $(num write_err "$res") + $(num timeout_err "$res")))
+	# A run that completed no request at all is an error however wrk counts it.
+	((req == 0)) && sock=$((sock + 1))
+	return 0
+}
 alive() { kill -0 "${PID[$1]}" 2>/dev/null; }
 
 declare -A DEAD # system -> "role role" that died
@@ -403,7 +419,7 @@ check_dead() { # system -> records and prints dead roles; 0 if all alive
 
 run_one() { # system target conns rep [warmup]
 	local sys="$1" t="$2" c="$3" rep="$4" warm="${5:-}" entry url out pids=() ports=() r
-	local cpu0 cpu1 tw res req dur rps p50 p99 st sock cpu rss hwm d="" lb=0 lw=0 half w db=0 dbcpu=-
+	local cpu0 cpu1 tw req rps p50 p99 st sock cpu rss hwm d="" lb=0 lw=0 half w db=0 dbcpu=-
 	declare -A mid hw pd
 	entry="$(entry_role "$sys" "$t")"
 	url="http://$HOST:${PORT[$sys/$entry]}${TPATH[$t]}"
@@ -446,18 +462,7 @@ run_one() { # system target conns rep [warmup]
 		lb=$((lb + $(stat -c %s "${LOG[$sys/$r]}")))
 		is_ours "$sys" && lw=$((lw + $(grep -c -E '^[^ ]+ (WARN|ERROR)' "${LOG[$sys/$r]}")))
 	done
-	res="$(grep -m1 '^WRKRESULT' "$out")"
-	[[ -n "$res" ]] || { say "  $sys $t c=$c rep=$rep: wrk gave no result ($out)"; res="WRKRESULT requests=0 duration_us=1"; }
-	req="$(num requests "$res")"
-	dur="$(num duration_us "$res")"
-	((dur > 0)) || dur=1
-	rps="$(awk -v r="$req" -v d="$dur" 'BEGIN {printf "%.0f", r / (d / 1e6)}')"
-	p50="$(awk -v v="$(num p50_us "$res")" 'BEGIN {printf "%.3f", v / 1000}')"
-	p99="$(awk -v v="$(num p99_us "$res")" 'BEGIN {printf "%.3f", v / 1000}')"
-	st="$(num status_err "$res")"
-	sock=$(($(num connect_err "$res") + $(num read_err "$res") + $(num write_err "$res") + $(num timeout_err "$res")))
-	# A run that completed no request at all is an error however wrk counts it.
-	((req == 0)) && sock=$((sock + 1))
+	wrk_result "$out"
 	# The server side of a request: the functions it runs through and, for
 	# ours-pg, the PostgreSQL server's processes (also shown on their own).
 	cpu="$(awk -v a="$cpu0" -v b="$((cpu1 + db))" -v r="$req" -v hz="$CLK_TCK" 'BEGIN {if (r > 0) printf "%.1f", (b - a) / hz * 1e6 / r; else print "-"}')"
@@ -573,14 +578,8 @@ if [[ "$SMOKE" != 1 && "${WITH_LATENCY:-1}" == 1 ]]; then
 			out="$OUT/raw/$s.txlat.r$rep.txt"
 			timeout $((DURATION + 15)) wrk -t1 -c"$LAT_CONNS" -d"${DURATION}s" --timeout "$WRK_TIMEOUT" --latency \
 				-s "$OUT/raw/transaction.lua" "http://$HOST:${PORT[$s/txlat]}/transaction" >"$out" 2>&1
-			res="$(grep -m1 '^WRKRESULT' "$out")"
-			req="$(num requests "$res")"
-			dur="$(num duration_us "$res")"
-			((dur > 0)) || dur=1
-			rps="$(awk -v r="$req" -v d="$dur" 'BEGIN {printf "%.0f", r / (d / 1e6)}')"
-			p99="$(awk -v v="$(num p99_us "$res")" 'BEGIN {printf "%.3f", v / 1000}')"
-			errs=$(($(num status_err "$res") + $(num connect_err "$res") + $(num read_err "$res") + $(num write_err "$res") + $(num timeout_err "$res")))
-			((req == 0)) && errs=$((errs + 1))
+			wrk_result "$out"
+			errs=$((st + sock))
 			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$DELAY_MS" "$LAT_CONNS" "$rep" "$rps" "$p99" "$errs" >>"$LAT"
 			printf '  %-11s +%sms        c=%-3s rep=%s  %8s req/s  p99 %7s ms  err %s\n' "$s" "$DELAY_MS" "$LAT_CONNS" "$rep" "$rps" "$p99" "$errs"
 		done
@@ -601,7 +600,6 @@ T_LOAD=$((SECONDS - T_START))
 #  - for ours-pg, PostgreSQL's own counters: commits per database and WAL
 #    records, bytes and syncs, per transaction.
 
-CMAX="$(tr ' ' '\n' <<<"$CONNS" | sort -n | tail -1)"
 PROF="$OUT/profile"
 rm -rf "$PROF"
 mkdir -p "$PROF"
@@ -952,7 +950,6 @@ if [[ -r "$OUT/latency.tsv" && "$(wc -l <"$OUT/latency.tsv")" -gt 1 ]]; then
 fi
 
 # Memory per function under the heaviest load (POST /transaction, most connections).
-CMAX="$(tr ' ' '\n' <<<"$CONNS" | sort -n | tail -1)"
 {
 	say ""
 	say "Resident memory per function under POST /transaction at $CMAX connections (VmRSS half way through the run, median; VmHWM: peak over the whole benchmark so far):"
@@ -1048,10 +1045,10 @@ fi
 # Issue 13: the durable chain.  ours-sqlite is the default store.
 ISSUE=13
 errs() { awk -v a="$(get "$1" "$2" "$CMAX" non2xx)" -v b="$(get "$1" "$2" "$CMAX" sock_err)" 'BEGIN {print (a == "" ? "-" : a + b)}'; }
-worst_rss() { # system against -> the largest RSS ratio over the three functions
-	maxdiv "$(get "$1" transaction "$CMAX" rss_audit_mib)" "$(get "$2" transaction "$CMAX" rss_audit_mib)" \
-		"$(get "$1" transaction "$CMAX" rss_balance_mib)" "$(get "$2" transaction "$CMAX" rss_balance_mib)" \
-		"$(get "$1" transaction "$CMAX" rss_tx_mib)" "$(get "$2" transaction "$CMAX" rss_tx_mib)"
+worst() { # column stem (rss, pd) system against -> the largest ratio over the three functions
+	maxdiv "$(get "$2" transaction "$CMAX" "$1_audit_mib")" "$(get "$3" transaction "$CMAX" "$1_audit_mib")" \
+		"$(get "$2" transaction "$CMAX" "$1_balance_mib")" "$(get "$3" transaction "$CMAX" "$1_balance_mib")" \
+		"$(get "$2" transaction "$CMAX" "$1_tx_mib")" "$(get "$3" transaction "$CMAX" "$1_tx_mib")"
 }
 if inlist ours-sqlite "${SYSTEMS[*]}"; then
 	if [[ "$WITH_GO" == 1 ]]; then
@@ -1073,7 +1070,7 @@ fi
 if [[ "$WITH_GO" == 1 ]]; then
 	for s in "${SYSTEMS[@]}"; do
 		is_ours "$s" || continue
-		ratio "RSS under /transaction c=$CMAX, worst function $s/go-seed" "$(worst_rss "$s" go)" "" ""
+		ratio "RSS under /transaction c=$CMAX, worst function $s/go-seed" "$(worst rss "$s" go)" "" ""
 	done
 	for s in "${SYSTEMS[@]}"; do
 		is_ours "$s" || continue
@@ -1084,11 +1081,6 @@ if [[ "$WITH_GO" == 1 ]]; then
 fi
 # Issue 16: a handler that waits holds no thread.
 ISSUE=16
-worst_pd() { # system against -> the largest private-dirty ratio over the three functions
-	maxdiv "$(get "$1" transaction "$CMAX" pd_audit_mib)" "$(get "$2" transaction "$CMAX" pd_audit_mib)" \
-		"$(get "$1" transaction "$CMAX" pd_balance_mib)" "$(get "$2" transaction "$CMAX" pd_balance_mib)" \
-		"$(get "$1" transaction "$CMAX" pd_tx_mib)" "$(get "$2" transaction "$CMAX" pd_tx_mib)"
-}
 if [[ "$WITH_GO" == 1 ]]; then
 	for s in ours ours-sqlite; do
 		inlist "$s" "${SYSTEMS[*]}" || continue
@@ -1108,8 +1100,8 @@ done
 if [[ "$WITH_GO" == 1 ]]; then
 	for s in ours ours-sqlite; do
 		inlist "$s" "${SYSTEMS[*]}" || continue
-		ratio "RSS under /transaction c=$CMAX, worst function $s/go-tuned" "$(worst_rss "$s" go-tuned)" "<=" 1
-		ratio "private dirty under /transaction c=$CMAX, worst function $s/go-tuned" "$(worst_pd "$s" go-tuned)" "<=" 0.5
+		ratio "RSS under /transaction c=$CMAX, worst function $s/go-tuned" "$(worst rss "$s" go-tuned)" "<=" 1
+		ratio "private dirty under /transaction c=$CMAX, worst function $s/go-tuned" "$(worst pd "$s" go-tuned)" "<=" 0.5
 	done
 	for fn in $COLD_FNS; do
 		ratio "cold start ${BINNAME[$fn]} ours/go (median)" "$(div "$(cold_med ours "$fn")" "$(cold_med go "$fn")")" "<" 0.5

@@ -487,19 +487,19 @@ json_line(zc_level level, const char *time, const zc_req *req,
  * requests is 3 MiB).  Nothing between filling and writing one yields
  * or logs, so a thread's handlers never share one at the same time.
  */
-static _Thread_local char stackline[8192];
+static _Thread_local char linebuf[8192];
 static _Thread_local char small[4096];
 
 /*
  * Build and emit one line around a formatted message.  Short lines are
- * built in stackline; a long one (a complete [UNDELIVERED] record with its
+ * built in linebuf; a long one (a complete [UNDELIVERED] record with its
  * body) on the heap rather than cut, since a cut record is a lost one.
  */
 static void
 line_out(zc_level level, const zc_req *req, const struct access *acc,
 	 const char *msg, size_t mn)
 {
-	char *line = stackline, *p;
+	char *line = linebuf, *p;
 	const char *trace_id =
 		req != NULL ? zc__reqctx(req)->trace.trace_id : NULL;
 	size_t cap, tl;
@@ -523,9 +523,9 @@ line_out(zc_level level, const zc_req *req, const struct access *acc,
 	/* every line is scanned once: the answer sizes it and picks the copy */
 	esc = has_controls(msg, mn);
 	cap = HEAD_MAX + (esc ? 4 * mn : mn) + TAIL_MAX;
-	if (cap > sizeof(stackline) && (line = malloc(cap)) == NULL) {
-		line = stackline; /* truncated beats nothing */
-		mn = sizeof(stackline) - HEAD_MAX - TAIL_MAX;
+	if (cap > sizeof(linebuf) && (line = malloc(cap)) == NULL) {
+		line = linebuf; /* truncated beats nothing */
+		mn = sizeof(linebuf) - HEAD_MAX - TAIL_MAX;
 		mn /= 4;
 	}
 	p = line;
@@ -553,7 +553,7 @@ line_out(zc_level level, const zc_req *req, const struct access *acc,
 	}
 	*p++ = '\n';
 	emit(line, (size_t)(p - line));
-	if (line != stackline)
+	if (line != linebuf)
 		free(line);
 }
 

@@ -114,10 +114,10 @@ zc__store_gate_enter(void)
 		while (ok && !w.delivered)
 			zc__task_wait();
 	} else {
-		struct timespec ts;
+		struct timespec ts = {(time_t)(deadline / 1000000000LL),
+				      (long)(deadline % 1000000000LL)};
 
-		zc__wall_deadline(deadline, 0, &ts);
-		pthread_cond_init(&w.cond, NULL); /* wall clock, as ts */
+		zc__cond_init_monotonic(&w.cond); /* deadline is monotonic */
 		while (!w.granted &&
 		       pthread_cond_timedwait(&w.cond, &gate_mu, &ts) == 0)
 			;

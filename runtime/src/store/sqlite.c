@@ -63,48 +63,12 @@ struct sq_conn {
 	struct zc_conn base;
 	sqlite3 *db;
 	bool memory;
-	bool locked; /* holds memory_mu */
 	unsigned long clock;
 	struct cached cache[CACHE_SIZE];
 };
 
 static pthread_once_t load_once_ctl = PTHREAD_ONCE_INIT;
 static int load_rc = -1;
-
-/*
- * memory: one database (memdb) for every connection of the process, with
- * one writer at a time and readers shut out while a commit lands.  Its
- * connections take turns on this lock instead of spinning in SQLite's
- * busy handler, waiting up to the busy timeout (store.c's gate already
- * queues transactions; this also covers opening and pinging).
- */
-static pthread_mutex_t memory_mu = PTHREAD_MUTEX_INITIALIZER;
-
-/* memory: one transaction at a time, waiting as long as busy_timeout. */
-static zc_err
-memory_lock(struct sq_conn *c)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ZC_STORE_BUSY_MS / 1000;
-	if (pthread_mutex_timedlock(&memory_mu, &ts) != 0) {
-		zc_error("store: memory: store busy for %d ms",
-			 ZC_STORE_BUSY_MS);
-		return ZC_ERR_STORE;
-	}
-	c->locked = true;
-	return ZC_OK;
-}
-
-static void
-memory_unlock(struct sq_conn *c)
-{
-	if (c->locked) {
-		c->locked = false;
-		pthread_mutex_unlock(&memory_mu);
-	}
-}
 
 static void
 load_once(void)
@@ -220,8 +184,6 @@ sq_close(struct zc_conn *base)
 			sq.finalize(c->cache[i].stmt);
 			free(c->cache[i].sql);
 		}
-	if (c->locked)
-		pthread_mutex_unlock(&memory_mu);
 	if (c->db != NULL)
 		sq.close_v2(c->db);
 	free(c);
@@ -301,10 +263,6 @@ sq_open(const struct zc_store_url *u)
 		(void)sq.file_control(c->db, "main", SQLITE_FCNTL_SIZE_LIMIT,
 				      &limit);
 	}
-	if (c->memory && memory_lock(c) != ZC_OK) {
-		sq_close(&c->base);
-		return NULL;
-	}
 	/*
 	 * WAL: readers never block the writer; NORMAL: a commit survives the
 	 * process being killed (not a power cut), which is what a pod's
@@ -318,7 +276,6 @@ sq_open(const struct zc_store_url *u)
 		sq_close(&c->base);
 		return NULL;
 	}
-	memory_unlock(c);
 	return &c->base;
 }
 
@@ -329,9 +286,11 @@ sq_begin(struct zc_conn *base, bool lock_schema)
 	int rc, moved = 0;
 	zc_err err;
 
-	(void)lock_schema; /* BEGIN IMMEDIATE already excludes everyone */
-	if (c->memory && (err = memory_lock(c)) != ZC_OK)
-		return err;
+	/* BEGIN IMMEDIATE already excludes every other writer.  memory: is
+	 * one memdb database per process, shared by its connections: it
+	 * locks like a file (store.c's gate queues this process's writers
+	 * first), so a reader meets SQLITE_BUSY and the busy handler. */
+	(void)lock_schema;
 	/*
 	 * A file deleted or replaced under us would take our writes into
 	 * an unlinked inode, lost at close: reopen it (and so apply the
@@ -349,7 +308,6 @@ sq_begin(struct zc_conn *base, bool lock_schema)
 	rc = sq.exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		return ZC_OK;
-	memory_unlock(c);
 	/* BUSY here means the busy timeout passed: the store is stuck, not
 	 * a race a re-run would win. */
 	err = fail(c, rc, "BEGIN IMMEDIATE", NULL);
@@ -364,7 +322,6 @@ sq_rollback(struct zc_conn *base)
 	/* Some errors (a full disk, I/O) already rolled it back. */
 	if (!sq.get_autocommit(c->db))
 		(void)sq.exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-	memory_unlock(c);
 }
 
 static zc_err
@@ -375,10 +332,8 @@ sq_commit(struct zc_conn *base, bool *unknown)
 	zc_err err;
 
 	*unknown = false;
-	if (rc == SQLITE_OK) {
-		memory_unlock(c);
+	if (rc == SQLITE_OK)
 		return ZC_OK;
-	}
 	/* A failed COMMIT leaves the transaction open: undo it. */
 	err = fail(c, rc, "COMMIT", NULL);
 	sq_rollback(base);
@@ -564,15 +519,7 @@ sq_script(struct zc_conn *base, const char *sql)
 static zc_err
 sq_ping(struct zc_conn *base)
 {
-	struct sq_conn *c = (struct sq_conn *)base;
-	zc_err err;
-
-	/* memory: even reading the schema waits for the writer's turn */
-	if (c->memory && (err = memory_lock(c)) != ZC_OK)
-		return err;
-	err = run_simple(c, "SELECT 1");
-	memory_unlock(c);
-	return err;
+	return run_simple((struct sq_conn *)base, "SELECT 1");
 }
 
 const struct zc_backend zc__sqlite_backend = {

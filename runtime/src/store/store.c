@@ -277,14 +277,6 @@ zc__store_connections(void)
 
 /* ---- transactions ---- */
 
-/* SQLite lets one writer in at a time: this process's take turns in
- * gate.c first, so the wait gives the loop back. */
-static bool
-gate_needed(void)
-{
-	return cfg.kind == ZC_STORE_SQLITE || cfg.kind == ZC_STORE_MEMORY;
-}
-
 static void
 finish(zc_tx *tx, int outcome)
 {
@@ -314,6 +306,7 @@ zc__store_begin(zc_tx **txp)
 	struct zc_conn *c = NULL;
 	zc_err err = ZC_ERR_STORE;
 	int attempt;
+	bool gated;
 
 	if (txp == NULL)
 		return ZC_ERR_INVALID;
@@ -322,6 +315,9 @@ zc__store_begin(zc_tx **txp)
 		zc_error("store: no store configured (ZC_STORE_URL)");
 		return ZC_ERR_STORE;
 	}
+	/* SQLite lets one writer in at a time: this process's transactions
+	 * take turns in gate.c first, so the wait gives the loop back. */
+	gated = cfg.kind == ZC_STORE_SQLITE || cfg.kind == ZC_STORE_MEMORY;
 	for (attempt = 0; attempt < 2; attempt++) {
 		if ((c = thread_conn(false, &err)) == NULL)
 			break;
@@ -330,19 +326,19 @@ zc__store_begin(zc_tx **txp)
 				 "open; finish it first");
 			return ZC_ERR_INVALID;
 		}
-		if (gate_needed() && (err = zc__store_gate_enter()) != ZC_OK)
+		if (gated && (err = zc__store_gate_enter()) != ZC_OK)
 			break;
 		if ((err = zc__schema_ensure(c)) == ZC_OK &&
 		    (err = be->begin(c, false)) == ZC_OK) {
 			c->tx = (struct zc_tx){.conn = c,
 					       .active = true,
-					       .gated = gate_needed(),
+					       .gated = gated,
 					       .start_ns = zc__now_ns()};
 			note_ready(true);
 			*txp = &c->tx;
 			return ZC_OK;
 		}
-		if (gate_needed())
+		if (gated)
 			zc__store_gate_leave();
 		/*
 		 * A connection that died while idle (the server restarted)
